@@ -1,0 +1,75 @@
+"""Block endpoints: the whole result as JSON, or start-and-read in one SSE response."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from quartapp.app import services
+from quartapp.engine import BLOCK_TYPES
+from quartapp.errors import APIError, ErrorBody
+from quartapp.schemas import BlockBody, BlockResponse, OneShotQuery
+from quartapp.streams.events import parse_event_id
+
+from .identity import owner_id
+from .sse import cursor_from_request, stream_response
+
+bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai-block")
+sse_bp = Blueprint("ai_blocks_sse", __name__, url_prefix="/api/stream/ai-block")
+
+
+def _known(block_type: str) -> None:
+    if block_type not in BLOCK_TYPES:
+        raise APIError(
+            404, "unknown_block_type", f"unknown block type; expected one of {', '.join(BLOCK_TYPES)}", "block_type"
+        )
+
+
+@bp.post("/<block_type>")
+@validate_request(BlockBody)
+@validate_response(BlockResponse, 200)
+@validate_response(ErrorBody, 422)
+async def complete(block_type: str, data: BlockBody) -> BlockResponse:
+    """Generate the whole block and return it as one JSON body (works with streaming off)."""
+    _known(block_type)
+    core = services()
+    block = core.engine.prepare(block_type, data.input, data.options.max_tokens, data.options.num_questions)
+    done = await core.engine.complete(block)
+    info = core.provider.info
+    return BlockResponse(
+        result=done.result,
+        usage={"input_tokens": done.usage.input_tokens, "output_tokens": done.usage.output_tokens},  # type: ignore[arg-type]
+        finish_reason=done.finish_reason,
+        provider=info.name,
+        model=info.model,
+        scripted=info.scripted,
+    )
+
+
+@sse_bp.get("/<block_type>")
+@validate_querystring(OneShotQuery)
+async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
+    """Start a block and stream it in this response: the simplest EventSource client.
+
+    A reconnect carries ``Last-Event-ID``; its epoch names the stream, so the
+    browser resumes the same answer instead of starting a new one.
+    """
+    _known(block_type)
+    core = services()
+    owner = owner_id()
+    cursor = cursor_from_request(None)
+    if cursor:
+        parsed = parse_event_id(cursor)
+        stream_id = await core.streams.log.find_by_epoch(parsed[0]) if parsed else None
+        if stream_id is None:
+            raise APIError(404, "stream_not_found", "the stream this cursor belongs to is gone", "Last-Event-ID")
+        info = await core.streams.info(stream_id, owner)
+        return stream_response(info, cursor, owner)
+    texts = [t for t in (query_args.input, query_args.question, query_args.topic) if t is not None]
+    if len(texts) != 1:
+        raise APIError(422, "input_required", "give the text as exactly one of input, question or topic", "input")
+    block = core.engine.prepare(block_type, texts[0], query_args.max_tokens, query_args.num_questions)
+    info = await core.streams.start(block, owner)
+    return stream_response(info, None, owner)
+
+

@@ -1,0 +1,34 @@
+"""The built learning page (``frontend/dist``), served at ``/`` by the same process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quart import Blueprint, Response, send_from_directory
+
+from quartapp.config import ROOT, Settings
+from quartapp.errors import APIError
+
+
+def make_blueprint(settings: Settings) -> Blueprint:
+    dist = Path(settings.FRONTEND_DIST)
+    dist = dist if dist.is_absolute() else ROOT / dist
+    bp = Blueprint("pages", __name__)
+
+    @bp.get("/")
+    async def index() -> Response:
+        if not (dist / "index.html").is_file():
+            raise APIError(
+                404, "frontend_not_built", f"no built page at {dist}; run the README's run command to build it"
+            )
+        response = await send_from_directory(dist, "index.html")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @bp.get("/assets/<path:name>")
+    async def assets(name: str) -> Response:
+        response = await send_from_directory(dist / "assets", name)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+    return bp

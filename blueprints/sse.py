@@ -1,0 +1,48 @@
+"""Shared by the SSE routes: read the resume cursor and turn a followed stream into bytes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from quart import Response, request
+
+from quartapp.app import Services, services
+from quartapp.streams.events import parse_event_id
+from quartapp.streams.log import StreamInfo
+from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
+
+
+def cursor_from_request(after: str | None) -> str | None:
+    """``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``."""
+    return request.headers.get("Last-Event-ID") or after or None
+
+
+def finished_and_caught_up(info: StreamInfo, cursor: str | None) -> bool:
+    """A reader that already has the terminal event: 204 tells EventSource to stop reconnecting."""
+    if info.status == "running" or not cursor:
+        return False
+    parsed = parse_event_id(cursor)
+    return parsed is not None and parsed[0] == info.epoch and parsed[1] >= info.last_seq
+
+
+async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
+    """The response body. It runs after the handler returns, outside the app context,
+    so it gets the services passed in."""
+    yield retry_frame(core.settings.SSE_RETRY_MS)
+    async for batch in core.streams.follow(stream_id, cursor, owner):
+        if not batch:
+            yield HEARTBEAT
+        elif len(batch) == 1:
+            yield batch[0].sse
+        else:
+            yield b"".join(entry.sse for entry in batch)
+
+
+def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:
+    if finished_and_caught_up(info, cursor):
+        return Response(b"", status=204)
+    core = services()
+    settings = core.settings
+    # Quart's response timeout is a cap above our own deadline and retention, never the 60 s default.
+    timeout = settings.STREAM_DEADLINE_S + settings.STREAM_RETENTION_S + 60
+    return sse_response(_body(core, info.stream_id, cursor, owner), timeout)

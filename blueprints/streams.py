@@ -1,0 +1,79 @@
+"""Streams as resources: start one, read it (SSE), ask its status, stop it."""
+
+from __future__ import annotations
+
+from quart import Blueprint, url_for
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from quartapp.app import services
+from quartapp.errors import ErrorBody
+from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus
+from quartapp.streams.log import StreamInfo
+
+from .identity import owner_id
+from .sse import cursor_from_request, stream_response
+
+bp = Blueprint("streams", __name__, url_prefix="/api/streams")
+sse_bp = Blueprint("streams_sse", __name__, url_prefix="/api/streams")
+
+
+def created(info: StreamInfo) -> StreamCreated:
+    settings = services().settings
+    return StreamCreated(
+        stream_id=info.stream_id,
+        block_type=info.block_type,
+        status=info.status,
+        events_url=url_for("streams_sse.events", stream_id=info.stream_id) if settings.sse_enabled else None,
+        status_url=url_for("streams.status", stream_id=info.stream_id),
+        stop_url=url_for("streams.stop", stream_id=info.stream_id),
+        websocket_url="/ws/streams" if settings.websocket_enabled else None,
+    )
+
+
+def status_of(info: StreamInfo) -> StreamStatus:
+    return StreamStatus(
+        stream_id=info.stream_id,
+        block_type=info.block_type,
+        status=info.status,  # type: ignore[arg-type]
+        created_at=info.created_at,
+        ended_at=info.ended_at,
+        first_event_id=f"{info.epoch}-{info.first_seq}",
+        last_event_id=f"{info.epoch}-{info.last_seq}",
+    )
+
+
+@bp.post("")
+@validate_request(StartStream)
+@validate_response(StreamCreated, 201)
+@validate_response(ErrorBody, 422)
+async def start(data: StartStream) -> tuple[StreamCreated, int]:
+    """Start generating a block; read it from ``events_url`` (SSE) or the WebSocket."""
+    core = services()
+    block = core.engine.prepare(data.block_type, data.input, data.options.max_tokens, data.options.num_questions)
+    info = await core.streams.start(block, owner_id())
+    return created(info), 201
+
+
+@bp.get("/<stream_id>")
+@validate_response(StreamStatus, 200)
+@validate_response(ErrorBody, 404)
+async def status(stream_id: str) -> StreamStatus:
+    """How the stream stands: running, or how it ended."""
+    return status_of(await services().streams.info(stream_id, owner_id()))
+
+
+@bp.post("/<stream_id>/stop")
+@validate_response(StreamStatus, 200)
+@validate_response(ErrorBody, 404)
+async def stop(stream_id: str) -> StreamStatus:
+    """End generation now. The text so far is kept; the stream ends with ``done`` status ``stopped``."""
+    return status_of(await services().streams.stop(stream_id, owner_id()))
+
+
+@sse_bp.get("/<stream_id>/events")
+@validate_querystring(EventsQuery)
+async def events(stream_id: str, query_args: EventsQuery):  # type: ignore[no-untyped-def]
+    """The stream as Server-Sent Events; resumes after ``Last-Event-ID`` or ``?after=``."""
+    owner = owner_id()
+    info = await services().streams.info(stream_id, owner)
+    return stream_response(info, cursor_from_request(query_args.after), owner)

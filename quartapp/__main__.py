@@ -1,0 +1,52 @@
+"""``python -m quartapp``: serve the app with Hypercorn, configured from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from .config import Settings, SettingsError, load_settings
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    """Hypercorn's options, set explicitly: its defaults break long streams (see docs/)."""
+    config = Config()
+    host = f"[{settings.HOST}]" if ":" in settings.HOST else settings.HOST
+    config.bind = [f"{host}:{settings.PORT}"]
+    config.backlog = settings.BACKLOG  # default 100 overflows on connection bursts
+    config.graceful_timeout = settings.GRACEFUL_TIMEOUT_S
+    config.keep_alive_timeout = 75  # above common load balancer idle timeouts (60 s)
+    config.websocket_max_message_size = settings.WS_MAX_MESSAGE_BYTES
+    config.websocket_ping_interval = 20  # detect vanished browser tabs
+    config.read_timeout = None  # an SSE client sends nothing after its request: never time reads
+    config.accesslog = None
+    config.errorlog = "-"
+    return config
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from .app import create_app
+
+    app = create_app(settings)
+    config = hypercorn_config(settings)
+    print(f"Serving on http://{settings.HOST}:{settings.PORT}/ (provider: {settings.AI_PROVIDER})", flush=True)
+    if settings.WORKER_CLASS == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(app, config))  # type: ignore[arg-type]
+    else:
+        asyncio.run(serve(app, config))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

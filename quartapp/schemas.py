@@ -1,0 +1,133 @@
+"""Request and response models of the HTTP and WebSocket surface.
+
+quart-schema validates requests with these and publishes them in
+``/openapi.json``; the WebSocket client messages go into the AsyncAPI document.
+``extra="forbid"`` everywhere: a client cannot slip in a field (say, a role).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from .streams.events import BlockResult, Usage
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BlockOptions(_Model):
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="Clamped to the server's MAX_TOKENS")
+    num_questions: int | None = Field(default=None, ge=1, le=10, description="Quiz only; default 3")
+
+
+class StartStream(_Model):
+    block_type: str = Field(max_length=64, description="ask_question, explain_eli10, quiz or diagram")
+    input: str = Field(max_length=100_000, description="The question or topic (the server's MAX_INPUT_CHARS applies)")
+    options: BlockOptions = Field(default_factory=BlockOptions)
+
+
+class BlockBody(_Model):
+    input: str = Field(max_length=100_000, description="The question or topic")
+    options: BlockOptions = Field(default_factory=BlockOptions)
+
+
+class StreamCreated(_Model):
+    stream_id: str
+    block_type: str
+    status: str
+    events_url: str | None = Field(description="SSE endpoint; null when SSE is not mounted")
+    status_url: str
+    stop_url: str
+    websocket_url: str | None = Field(description="WebSocket endpoint; null when not mounted")
+
+
+class StreamStatus(_Model):
+    stream_id: str
+    block_type: str
+    status: Literal["running", "complete", "stopped", "interrupted", "failed"]
+    created_at: float
+    ended_at: float | None
+    first_event_id: str = Field(description="Oldest event still kept for resume")
+    last_event_id: str
+
+
+class BlockResponse(_Model):
+    result: BlockResult
+    usage: Usage
+    finish_reason: str
+    provider: str
+    model: str
+    scripted: bool
+
+
+class OneShotQuery(_Model):
+    """Query of the one-shot SSE route; give the text as ``input``, ``question`` or ``topic``."""
+
+    input: str | None = Field(default=None, max_length=100_000)
+    question: str | None = Field(default=None, max_length=100_000)
+    topic: str | None = Field(default=None, max_length=100_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    num_questions: int | None = Field(default=None, ge=1, le=10)
+
+
+class EventsQuery(_Model):
+    after: str | None = Field(default=None, max_length=64, description="Resume after this event id")
+
+
+class Health(_Model):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(default_factory=dict)
+
+
+# -- WebSocket messages (client -> server) ---------------------------------
+
+
+class WsStart(_Model):
+    type: Literal["start"]
+    block_type: str = Field(max_length=64)
+    input: str = Field(max_length=100_000)
+    options: BlockOptions = Field(default_factory=BlockOptions)
+    request_id: str | None = Field(default=None, max_length=64, description="Echoed in the accepted/rejected reply")
+
+
+class WsResume(_Model):
+    type: Literal["resume"]
+    stream_id: str = Field(max_length=64)
+    after: str | None = Field(default=None, max_length=64, description="Last event id seen; null replays all")
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class WsStop(_Model):
+    type: Literal["stop"]
+    stream_id: str = Field(max_length=64)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class WsClientMessage(RootModel[Annotated[WsStart | WsResume | WsStop, Field(discriminator="type")]]):
+    pass
+
+
+# -- WebSocket replies (server -> client), besides stream events --------------
+
+
+class WsAccepted(_Model):
+    type: Literal["accepted"]
+    request_id: str | None
+    stream_id: str
+    action: Literal["start", "resume", "stop"]
+
+
+class WsRejectedDetail(_Model):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class WsRejected(_Model):
+    type: Literal["rejected"]
+    request_id: str | None
+    stream_id: str | None
+    error: WsRejectedDetail

@@ -1,0 +1,217 @@
+"""The event envelope shared by SSE and WebSocket, and every event's payload.
+
+These pydantic models are the single source of the stream contract:
+``contracts/stream-schema.yaml`` is generated from them (``python -m
+quartapp.contract``) and a test fails if the committed file drifts.
+
+On the hot path events are *not* built through these models: the engine knows
+the types it emits, so it builds plain dicts and :class:`Entry` serialises each
+event once, sharing the bytes among all readers. The tests validate every
+event they receive against the generated schema instead.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
+
+
+class EventType(str, enum.Enum):
+    START = "start"
+    QUEUED = "queued"
+    TOKEN = "token"
+    QUIZ_QUESTION = "quiz.question"
+    DIAGRAM_PARTIAL = "diagram.partial"
+    SNAPSHOT = "snapshot"
+    RESET = "reset"
+    DONE = "done"
+    ERROR = "error"
+    SHUTDOWN = "shutdown"
+
+
+TERMINAL = frozenset({EventType.DONE.value, EventType.ERROR.value})
+
+EndStatus = Literal["complete", "stopped", "interrupted", "failed"]
+BlockName = Literal["ask_question", "explain_eli10", "quiz", "diagram"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(_Payload):
+    input_tokens: int = Field(ge=0, description="Prompt tokens, as the provider counted them")
+    output_tokens: int = Field(ge=0, description="Generated tokens")
+
+
+class QuizQuestion(_Payload):
+    """One multiple-choice question; the quiz block validates every one with this model."""
+
+    question: str = Field(min_length=1, max_length=300)
+    choices: list[str] = Field(min_length=4, max_length=4)
+    answer_index: int = Field(ge=0, le=3)
+    explanation: str = Field(min_length=1, max_length=400)
+
+
+class DiagramCheck(_Payload):
+    valid: bool = Field(description="The structural check passed")
+    errors: list[str] = Field(description="What the check found wrong, empty when valid")
+
+
+class BlockResult(_Payload):
+    """What a block produced: text for ask/ELI10, questions for a quiz, source for a diagram."""
+
+    block_type: BlockName
+    text: str = Field(description="Markdown answer, raw quiz JSON, or Mermaid source")
+    questions: list[QuizQuestion] | None = None
+    diagram: DiagramCheck | None = None
+
+
+class StartData(_Payload):
+    stream_id: str
+    block_type: BlockName
+    provider: str = Field(description="local, openai or scripted")
+    model: str
+    scripted: bool = Field(description="True when the text is scripted test output, not a model's")
+    notice: str | None = Field(default=None, description="Human note, e.g. that the provider is scripted")
+
+
+class QueuedData(_Payload):
+    position: int = Field(ge=1, description="1 = next to be served by the model")
+
+
+class TokenData(_Payload):
+    text: str = Field(description="Text to append; several tokens may be coalesced into one event")
+    tokens: int = Field(ge=1, description="How many model tokens this text holds")
+
+
+class QuizQuestionData(_Payload):
+    index: int = Field(ge=0)
+    question: QuizQuestion
+
+
+class DiagramPartialData(_Payload):
+    text: str = Field(description="Mermaid source to append")
+
+
+class SnapshotData(_Payload):
+    """The whole state so far, replacing what the reader had; sent instead of a long replay."""
+
+    start: StartData | None = Field(description="The stream's start event, for readers that never saw it")
+    text: str
+    questions: list[QuizQuestion]
+    output_tokens: int = Field(ge=0)
+
+
+class ResetData(_Payload):
+    reason: Literal["epoch_mismatch", "history_trimmed", "unknown_cursor"]
+    message: str
+
+
+class DoneData(_Payload):
+    status: EndStatus
+    reason: str = Field(description="Why it ended: finished, length, stop_requested, abandoned, ...")
+    usage: Usage
+    result: BlockResult
+
+
+class ErrorData(_Payload):
+    code: str = Field(description="Stable machine-readable code, e.g. provider_error, stream_deadline")
+    message: str
+    status: EndStatus
+    retryable: bool
+    usage: Usage | None = None
+    result: BlockResult | None = Field(default=None, description="What was produced before the failure")
+
+
+class ShutdownData(_Payload):
+    message: str
+    retry_after_ms: int = Field(ge=0)
+
+
+PAYLOADS: dict[EventType, type[BaseModel]] = {
+    EventType.START: StartData,
+    EventType.QUEUED: QueuedData,
+    EventType.TOKEN: TokenData,
+    EventType.QUIZ_QUESTION: QuizQuestionData,
+    EventType.DIAGRAM_PARTIAL: DiagramPartialData,
+    EventType.SNAPSHOT: SnapshotData,
+    EventType.RESET: ResetData,
+    EventType.DONE: DoneData,
+    EventType.ERROR: ErrorData,
+    EventType.SHUTDOWN: ShutdownData,
+}
+
+
+class Entry:
+    """One event in a stream log: id, type and JSON data, each serialised once.
+
+    ``sse`` and ``ws`` are built on first use and cached, so a thousand readers
+    of one stream share the same bytes.
+    """
+
+    __slots__ = ("stream_id", "id", "seq", "type", "data", "_json", "_sse", "_ws")
+
+    def __init__(
+        self,
+        stream_id: str,
+        epoch: str,
+        seq: int,
+        type: str,
+        data: dict[str, object] | None,
+        json: bytes | None = None,
+    ):
+        self.stream_id = stream_id
+        self.id = f"{epoch}-{seq}"
+        self.seq = seq
+        self.type = type
+        self.data = data
+        self._json = json
+        self._sse: bytes | None = None
+        self._ws: str | None = None
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = to_json(self.data)
+        return self._json
+
+    @property
+    def sse(self) -> bytes:
+        """The SSE frame. Compact JSON has no newline, so one ``data:`` line is spec-correct."""
+        if self._sse is None:
+            self._sse = b"id: %s\nevent: %s\ndata: %s\n\n" % (self.id.encode(), self.type.encode(), self.json)
+        return self._sse
+
+    @property
+    def ws(self) -> str:
+        """The WebSocket text frame: the same envelope plus the stream it belongs to."""
+        if self._ws is None:
+            self._ws = '{"stream_id":"%s","id":"%s","type":"%s","data":%s}' % (
+                self.stream_id,
+                self.id,
+                self.type,
+                self.json.decode(),
+            )
+        return self._ws
+
+    def decoded(self) -> dict[str, object]:
+        if self.data is None:
+            from pydantic_core import from_json
+
+            self.data = from_json(self.json)
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"Entry({self.id!r}, {self.type!r})"
+
+
+def parse_event_id(value: str) -> tuple[str, int] | None:
+    """Split ``<epoch>-<seq>``; None when it is not one of ours."""
+    epoch, sep, seq = value.rpartition("-")
+    if not sep or not epoch or not seq.isdigit() or len(value) > 64:
+        return None
+    return epoch, int(seq)

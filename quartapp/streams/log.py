@@ -1,0 +1,209 @@
+"""The stream log: where producers append events and readers tail them.
+
+:class:`StreamLog` is the seam between one process and many: the embedded
+:class:`MemoryStreamLog` keeps everything in this process; a Redis Streams log
+implements the same protocol for many instances. History per stream is
+bounded (``STREAM_HISTORY_SIZE``); a finished stream stays readable for
+``STREAM_RETENTION_S``, then it is forgotten.
+
+Besides the events, the log keeps each stream's folded state (text so far,
+quiz questions so far), so a reader far behind or behind trimmed history gets
+one ``snapshot`` instead of a replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .events import TERMINAL, Entry
+
+
+@dataclass(slots=True)
+class StreamState:
+    """The fold of a stream's events: what a snapshot carries."""
+
+    start: dict[str, Any] | None = None
+    parts: list[str] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    output_tokens: int = 0
+    status: str = "running"
+    end: dict[str, Any] | None = None
+
+    def apply(self, event_type: str, data: dict[str, Any]) -> None:
+        if event_type == "token":
+            self.parts.append(data["text"])
+            self.output_tokens += data["tokens"]
+        elif event_type == "diagram.partial":
+            self.parts.append(data["text"])
+            self.output_tokens += 1
+        elif event_type == "quiz.question":
+            self.questions.append(data["question"])
+        elif event_type == "start":
+            self.start = data
+        elif event_type in TERMINAL:
+            self.status = data["status"]
+            self.end = data
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "text": "".join(self.parts),
+            "questions": list(self.questions),
+            "output_tokens": self.output_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    stream_id: str
+    epoch: str
+    owner: str
+    block_type: str
+    created_at: float
+    first_seq: int  # oldest retained seq (history may be trimmed)
+    last_seq: int
+    status: str  # running | complete | stopped | interrupted | failed
+    ended_at: float | None
+
+
+class StreamLog(Protocol):
+    async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo: ...
+
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry: ...
+
+    async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]: ...
+
+    async def wait(self, stream_id: str, after_seq: int, timeout: float) -> list[Entry]: ...
+
+    async def info(self, stream_id: str) -> StreamInfo | None: ...
+
+    async def snapshot(self, stream_id: str) -> tuple[dict[str, Any], int]: ...
+
+    async def find_by_epoch(self, epoch: str) -> str | None: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class _MemoryStream:
+    __slots__ = ("info_fields", "entries", "state", "changed", "epoch", "stream_id", "last_seq", "expires_at")
+
+    def __init__(self, stream_id: str, epoch: str, history: int, fields: dict[str, Any]) -> None:
+        self.stream_id = stream_id
+        self.epoch = epoch
+        self.entries: deque[Entry] = deque(maxlen=history)
+        self.state = StreamState()
+        self.changed = asyncio.Event()
+        self.info_fields = fields
+        self.last_seq = 0
+        self.expires_at: float | None = None
+
+
+class MemoryStreamLog:
+    """The embedded log: one process, bounded history, retention after the end."""
+
+    def __init__(self, history_size: int, retention_s: float) -> None:
+        self._history = history_size
+        self._retention = retention_s
+        self._streams: dict[str, _MemoryStream] = {}
+        self._epochs: dict[str, str] = {}
+
+    async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo:
+        self._expire()
+        epoch = secrets.token_hex(4)  # new log, new epoch: old cursors get a reset
+        fields = {"owner": owner, "block_type": block_type, "created_at": time.time(), "ended_at": None}
+        self._streams[stream_id] = _MemoryStream(stream_id, epoch, self._history, fields)
+        self._epochs[epoch] = stream_id
+        info = await self.info(stream_id)
+        assert info is not None
+        return info
+
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry:
+        stream = self._streams[stream_id]
+        stream.last_seq += 1
+        entry = Entry(stream_id, stream.epoch, stream.last_seq, event_type, data)
+        stream.entries.append(entry)
+        stream.state.apply(event_type, data)
+        if event_type in TERMINAL:
+            stream.info_fields["ended_at"] = time.time()
+            stream.expires_at = time.monotonic() + self._retention
+        changed, stream.changed = stream.changed, asyncio.Event()
+        changed.set()
+        return entry
+
+    async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:
+        stream = self._streams.get(stream_id)
+        if stream is None or after_seq >= stream.last_seq:
+            return []
+        entries = stream.entries
+        first = entries[0].seq
+        start = max(after_seq + 1 - first, 0)
+        if start == 0 and after_seq + 1 >= first and limit >= len(entries):
+            return list(entries)
+        stop = min(start + limit, len(entries))
+        return [entries[i] for i in range(start, stop)]
+
+    async def wait(self, stream_id: str, after_seq: int, timeout: float) -> list[Entry]:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return []
+        if stream.last_seq <= after_seq:
+            try:
+                async with asyncio.timeout(timeout):
+                    await stream.changed.wait()
+            except TimeoutError:
+                return []
+        return await self.read(stream_id, after_seq, self._history)
+
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        if stream.expires_at is not None and stream.expires_at < time.monotonic():
+            self._drop(stream_id)
+            return None
+        fields = stream.info_fields
+        return StreamInfo(
+            stream_id=stream_id,
+            epoch=stream.epoch,
+            owner=fields["owner"],
+            block_type=fields["block_type"],
+            created_at=fields["created_at"],
+            first_seq=stream.entries[0].seq if stream.entries else 1,
+            last_seq=stream.last_seq,
+            status=stream.state.status,
+            ended_at=fields["ended_at"],
+        )
+
+    async def snapshot(self, stream_id: str) -> tuple[dict[str, Any], int]:
+        stream = self._streams[stream_id]
+        return stream.state.snapshot(), stream.last_seq
+
+    async def find_by_epoch(self, epoch: str) -> str | None:
+        return self._epochs.get(epoch)
+
+    async def healthy(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._streams.clear()
+        self._epochs.clear()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for stream_id in [s for s, v in self._streams.items() if v.expires_at is not None and v.expires_at < now]:
+            self._drop(stream_id)
+
+    def _drop(self, stream_id: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            self._epochs.pop(stream.epoch, None)
+
+    def __len__(self) -> int:
+        return len(self._streams)

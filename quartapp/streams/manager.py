@@ -1,0 +1,249 @@
+"""The stream manager: producers that outlive connections, readers that tail the log.
+
+Starting a stream creates a log and a **producer task** that runs the engine
+and appends every event. The task belongs to no connection: a reader that
+disconnects does not stop it (a resume needs it running); an explicit
+``stop()`` does, at once; and so does a detach grace period with no reader.
+
+Readers ``follow()`` a stream from a cursor (``Last-Event-ID`` or ``?after=``):
+
+- no cursor: everything from the start, or one ``snapshot`` if that is long;
+- a cursor of this stream's epoch within history: exactly the missed events;
+- a cursor more than ``STREAM_SNAPSHOT_AFTER`` events behind: one ``snapshot``;
+- a cursor of another epoch, or older than the retained history: a ``reset``
+  and a ``snapshot``, never a silent gap.
+
+``snapshot`` and ``reset`` carry the id of the last event they cover, so the
+reader's cursor moves on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..engine import BlockRequest, Engine, Run
+from .events import TERMINAL, Entry, parse_event_id
+from .log import StreamInfo, StreamLog
+
+log = logging.getLogger(__name__)
+
+
+class StreamNotFound(Exception):
+    """No such stream (or not yours): the API answers 404 either way."""
+
+
+@dataclass(eq=False)
+class _Producer:
+    stream_id: str
+    run: Run
+    task: asyncio.Task[None] | None = None
+    end_reason: tuple[str, str] | None = None  # (status, reason) when ended from outside
+    readers: int = 0
+    grace: asyncio.TimerHandle | None = None
+    cancelled_at: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def new_stream_id() -> str:
+    """128 random bits, URL-safe: unguessable, so an id is no way into someone else's stream."""
+    return secrets.token_urlsafe(16)
+
+
+class StreamManager:
+    def __init__(self, settings: Settings, engine: Engine, stream_log: StreamLog) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.log = stream_log
+        self._producers: dict[str, _Producer] = {}
+        self._closing = False
+
+    # -- producing ---------------------------------------------------------
+
+    async def start(self, request: BlockRequest, owner: str = "") -> StreamInfo:
+        stream_id = new_stream_id()
+        run = self.engine.start(request, stream_id)
+        info = await self.log.create(stream_id, owner, request.block_type.value)
+        producer = _Producer(stream_id, run)
+        self._producers[stream_id] = producer
+        producer.task = asyncio.create_task(self._produce(producer), name=f"stream-{stream_id}")
+        self._arm_grace(producer)
+        return info
+
+    async def _produce(self, producer: _Producer) -> None:
+        run, stream_id = producer.run, producer.stream_id
+        try:
+            async with asyncio.timeout(self.settings.STREAM_DEADLINE_S):
+                async with contextlib.aclosing(run.events()) as events:
+                    async for event_type, data in events:
+                        await self.log.append(stream_id, event_type, data)
+        except TimeoutError:
+            await self.log.append(
+                stream_id,
+                "error",
+                run.error_data(
+                    "stream_deadline",
+                    f"the stream reached its {self.settings.STREAM_DEADLINE_S:g} s deadline",
+                    "interrupted",
+                    retryable=False,
+                ),
+            )
+        except asyncio.CancelledError:
+            if producer.end_reason is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # a stop we asked for: finish the log, then end normally
+            status, reason = producer.end_reason
+            await self.log.append(stream_id, "done", run.done_data(status, reason))
+        except Exception:
+            log.exception("stream %s producer failed", stream_id)
+            await self.log.append(
+                stream_id, "error", run.error_data("internal_error", "the stream failed", "failed", True)
+            )
+        finally:
+            if producer.grace is not None:
+                producer.grace.cancel()
+            self._producers.pop(stream_id, None)
+
+    def _arm_grace(self, producer: _Producer) -> None:
+        if producer.grace is not None:
+            producer.grace.cancel()
+        loop = asyncio.get_running_loop()
+        producer.grace = loop.call_later(self.settings.STREAM_DETACH_GRACE_S, self._abandon, producer)
+
+    def _abandon(self, producer: _Producer) -> None:
+        if producer.readers == 0:
+            log.info("stream %s abandoned: no reader for %ss", producer.stream_id, self.settings.STREAM_DETACH_GRACE_S)
+            self._cancel(producer, "interrupted", "abandoned")
+
+    def _cancel(self, producer: _Producer, status: str, reason: str) -> None:
+        if producer.end_reason is None and producer.task is not None and not producer.task.done():
+            producer.end_reason = (status, reason)
+            producer.task.cancel()
+
+    async def stop(self, stream_id: str, owner: str = "") -> StreamInfo:
+        """End generation at once; the stream ends with ``done`` status ``stopped``, text kept."""
+        info = await self._owned(stream_id, owner)
+        producer = self._producers.get(stream_id)
+        if producer is not None and producer.task is not None:
+            self._cancel(producer, "stopped", "stop_requested")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(producer.task)
+        return await self.log.info(stream_id) or info
+
+    async def info(self, stream_id: str, owner: str = "") -> StreamInfo:
+        return await self._owned(stream_id, owner)
+
+    async def _owned(self, stream_id: str, owner: str) -> StreamInfo:
+        info = await self.log.info(stream_id)
+        if info is None or info.owner != owner:
+            raise StreamNotFound(stream_id)
+        return info
+
+    @property
+    def active(self) -> int:
+        return len(self._producers)
+
+    # -- reading -----------------------------------------------------------
+
+    async def follow(self, stream_id: str, cursor: str | None, owner: str = "") -> AsyncIterator[list[Entry]]:
+        """Yield batches of entries from ``cursor`` on; an empty batch means a quiet heartbeat interval.
+
+        Ends after the terminal event (``done`` or ``error``).
+        """
+        info = await self._owned(stream_id, owner)
+        producer = self._producers.get(stream_id)
+        if producer is not None:
+            producer.readers += 1
+            if producer.grace is not None:
+                producer.grace.cancel()
+                producer.grace = None
+        try:
+            after, first = await self._position(info, cursor)
+            if first:
+                yield first
+                if first[-1].type in TERMINAL:
+                    return
+            heartbeat = self.settings.HEARTBEAT_INTERVAL_S
+            limit = self.settings.STREAM_HISTORY_SIZE
+            while True:
+                entries = await self.log.read(stream_id, after, limit)
+                if not entries:
+                    entries = await self.log.wait(stream_id, after, heartbeat)
+                    if not entries:
+                        if await self.log.info(stream_id) is None:
+                            return  # expired under us
+                        yield []
+                        continue
+                after = entries[-1].seq
+                yield entries
+                if entries[-1].type in TERMINAL:
+                    return
+        finally:
+            if producer is not None:
+                producer.readers -= 1
+                if producer.readers == 0 and stream_id in self._producers:
+                    self._arm_grace(producer)
+
+    async def _position(self, info: StreamInfo, cursor: str | None) -> tuple[int, list[Entry]]:
+        """Where a reader starts: the seq to read after, and any synthetic events to send first."""
+        behind_limit = self.settings.STREAM_SNAPSHOT_AFTER
+        if cursor is None or cursor == "":
+            if info.last_seq <= behind_limit and info.first_seq == 1:
+                return 0, []
+            return await self._snapshot(info, None)
+        parsed = parse_event_id(cursor)
+        if parsed is None:
+            return await self._snapshot(info, ("unknown_cursor", f"{cursor[:64]!r} is not an event id of this stream"))
+        epoch, seq = parsed
+        if epoch != info.epoch:
+            return await self._snapshot(
+                info, ("epoch_mismatch", "the stream's log was recreated; the state below replaces yours")
+            )
+        if seq > info.last_seq:
+            return await self._snapshot(info, ("unknown_cursor", "the cursor is ahead of the stream"))
+        if seq < info.first_seq - 1:
+            return await self._snapshot(
+                info, ("history_trimmed", "events after your cursor are no longer kept; the state below replaces yours")
+            )
+        if info.last_seq - seq > behind_limit:
+            return await self._snapshot(info, None)
+        return seq, []
+
+    async def _snapshot(self, info: StreamInfo, reset: tuple[str, str] | None) -> tuple[int, list[Entry]]:
+        state, through = await self.log.snapshot(info.stream_id)
+        # A finished stream: the snapshot covers up to the terminal event, which follows
+        # it with its own id, so the reader sees how the stream ended.
+        tail = await self.log.read(info.stream_id, through - 1, 1) if info.status != "running" else []
+        terminal = tail[-1] if tail and tail[-1].type in TERMINAL else None
+        covered = through - 1 if terminal is not None else through
+        entries = []
+        if reset is not None:
+            entries.append(Entry(info.stream_id, info.epoch, covered, "reset", {"reason": reset[0], "message": reset[1]}))
+        entries.append(Entry(info.stream_id, info.epoch, covered, "snapshot", state))
+        if terminal is not None:
+            entries.append(terminal)
+        return through, entries
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Tell every reader the server is going away, end producers, keep their text."""
+        self._closing = True
+        producers = list(self._producers.values())
+        for producer in producers:
+            await self.log.append(
+                producer.stream_id,
+                "shutdown",
+                {"message": "the server is restarting; reconnect to resume", "retry_after_ms": 1000},
+            )
+            self._cancel(producer, "interrupted", "shutdown")
+        tasks = [p.task for p in producers if p.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.GRACEFUL_TIMEOUT_S)
