@@ -1,0 +1,156 @@
+"""Generate ``contracts/stream-schema.yaml``, the AsyncAPI 3.0 document of the streams.
+
+The document is built from the pydantic models the server uses
+(``streams/events.py`` and ``schemas.py``), so it cannot drift from the code:
+``python -m quartapp.contract`` rewrites it, and a test fails when the
+committed file differs from what this module generates.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .config import ROOT
+from .schemas import BlockOptions, WsAccepted, WsRejected, WsResume, WsStart, WsStop
+from .streams.events import PAYLOADS, EventType
+
+PATH = ROOT / "contracts" / "stream-schema.yaml"
+REF = "#/components/schemas/{model}"
+EVENT_ID_PATTERN = r"^[0-9a-f]+-[0-9]+$"
+
+RESUME_RULES = """\
+Every stream event has an id `<epoch>-<seq>`: `seq` counts from 1 within the stream, `epoch` names one
+incarnation of the stream's log. To resume, send the last id you processed: as `Last-Event-ID` (EventSource
+does this by itself) or `?after=` on SSE, or `after` in a WebSocket `resume` message. The server then sends
+exactly the events after it, with no gap and no duplicate. If your cursor is from another epoch, older than the
+retained history, or not an id of this stream, you get a `reset` and then a `snapshot`; if you are more than
+STREAM_SNAPSHOT_AFTER events behind (or join a long stream with no cursor) you get one `snapshot` instead of the
+replay. `snapshot` and `reset` carry the id of the last event they cover and replace the state you had; apply
+them even when you have seen their id. A stream ends with exactly one `done` or `error`, each with the status
+(`complete`, `stopped`, `interrupted`, `failed`) and the result produced so far. After it the SSE response ends;
+resuming from the terminal event's id answers 204 (EventSource stops reconnecting). SSE sends `retry:` first and a
+`: hb` comment on quiet streams (HEARTBEAT_INTERVAL_S).
+"""
+
+
+def _schemas() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [*PAYLOADS.values(), BlockOptions, WsStart, WsResume, WsStop, WsAccepted, WsRejected]
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    schemas: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
+    return schemas
+
+
+def _envelope(event: EventType, payload: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["id", "type", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "stream_id": {"type": "string", "description": "WebSocket frames only: the stream the event belongs to"},
+            "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "type": {"const": event.value},
+            "data": {"$ref": REF.format(model=payload)},
+        },
+    }
+
+
+def build() -> dict[str, Any]:
+    schemas = _schemas()
+    messages: dict[str, Any] = {}
+    for event, model in PAYLOADS.items():
+        key = "event_" + event.value.replace(".", "_")
+        messages[key] = {
+            "name": event.value,
+            "title": f"{event.value} event",
+            "summary": (model.__doc__ or "").strip().split("\n")[0] or None,
+            "payload": _envelope(event, model.__name__),
+        }
+    for model in (WsStart, WsResume, WsStop, WsAccepted, WsRejected):
+        messages["ws_" + model.__name__] = {"name": model.__name__, "payload": {"$ref": REF.format(model=model.__name__)}}
+    event_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in messages if k.startswith("event_")}
+    client_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in ("ws_WsStart", "ws_WsResume", "ws_WsStop")}
+    reply_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in ("ws_WsAccepted", "ws_WsRejected")}
+    stream_param = {"streamId": {"description": "The id returned by POST /api/streams (128 random bits)"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Live AI interaction layer: stream events",
+            "version": "1.0.0",
+            "description": " ".join(RESUME_RULES.split()),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {"host": "127.0.0.1:8000", "protocol": "http", "description": "SSE over HTTP/1.1 or h2c"},
+            "local-ws": {"host": "127.0.0.1:8000", "protocol": "ws"},
+        },
+        "channels": {
+            "streamEvents": {
+                "address": "/api/streams/{streamId}/events",
+                "description": "SSE: `id:` is the event id, `event:` its type, `data:` its data (one line of JSON).",
+                "parameters": stream_param,
+                "messages": event_refs,
+                "servers": [{"$ref": "#/servers/local"}],
+            },
+            "oneShotBlock": {
+                "address": "/api/stream/ai-block/{blockType}",
+                "description": "SSE: starts a block from the query (input, question or topic) and streams it.",
+                "parameters": {"blockType": {"enum": ["ask_question", "explain_eli10", "quiz", "diagram"]}},
+                "messages": event_refs,
+                "servers": [{"$ref": "#/servers/local"}],
+            },
+            "streamSocket": {
+                "address": "/ws/streams",
+                "description": "WebSocket: JSON text frames. Events carry `stream_id` besides the SSE envelope.",
+                "messages": {**event_refs, **client_refs, **reply_refs},
+                "servers": [{"$ref": "#/servers/local-ws"}],
+            },
+        },
+        "operations": {
+            "readStreamEvents": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/streamEvents"},
+                "messages": [{"$ref": f"#/channels/streamEvents/messages/{k}"} for k in event_refs],
+            },
+            "readOneShotBlock": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/oneShotBlock"},
+                "messages": [{"$ref": f"#/channels/oneShotBlock/messages/{k}"} for k in event_refs],
+            },
+            "sendSocketMessage": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/streamSocket"},
+                "messages": [{"$ref": f"#/channels/streamSocket/messages/{k}"} for k in client_refs],
+            },
+            "receiveSocketMessage": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/streamSocket"},
+                "messages": [{"$ref": f"#/channels/streamSocket/messages/{k}"} for k in {**event_refs, **reply_refs}],
+            },
+        },
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render() -> str:
+    header = "# Generated by `python -m quartapp.contract` from the server's pydantic models. Do not edit.\n"
+    return header + yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def main() -> None:
+    text = render()
+    if "--check" in sys.argv:
+        if not PATH.is_file() or PATH.read_text() != text:
+            sys.exit(f"{PATH} is out of date: run python -m quartapp.contract")
+        return
+    Path(PATH).write_text(text)
+    print(f"wrote {PATH}")
+
+
+if __name__ == "__main__":
+    main()
