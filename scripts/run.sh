@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (first run: ~4 min to compile llama.cpp) and serve the product:
+# the local model answers, the learning page is at the printed URL.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/scripts/setup.sh"
+cd "$root"
+exec .venv/bin/python -m quartapp
