@@ -34,6 +34,15 @@ def services() -> Services:
     return value
 
 
+def make_stream_log(settings: Settings) -> StreamLog:
+    """The log ``STREAM_LOG`` names: in memory for one process, Redis Streams for many."""
+    if settings.STREAM_LOG == "redis":
+        from .streams.redis_log import RedisStreamLog
+
+        return RedisStreamLog(settings)
+    return MemoryStreamLog(settings.STREAM_HISTORY_SIZE, settings.STREAM_RETENTION_S)
+
+
 def create_app(
     settings: Settings | None = None, provider: Provider | None = None, stream_log: StreamLog | None = None
 ) -> Quart:
@@ -43,7 +52,7 @@ def create_app(
 
     settings = settings or load_settings()
     provider = provider or make_provider(settings)
-    stream_log = stream_log or MemoryStreamLog(settings.STREAM_HISTORY_SIZE, settings.STREAM_RETENTION_S)
+    stream_log = stream_log or make_stream_log(settings)
     engine = Engine(settings, provider)
     manager = StreamManager(settings, engine, stream_log)
 

@@ -63,6 +63,15 @@ class Settings(BaseModel):
     OPENAI_MAX_RETRIES: int = _s(2, "Retries of a failed request before the first token", ge=0, le=10)
     OPENAI_STRUCTURED_OUTPUT: bool = _s(True, "Ask the server for JSON-schema output for the quiz")
 
+    # Stream log
+    STREAM_LOG: Literal["memory", "redis"] = _s(
+        "memory", "Where stream events live: this process, or Redis Streams shared by many instances"
+    )
+    REDIS_URL: str = _s("redis://127.0.0.1:6379/0", "Redis for STREAM_LOG=redis")
+    PRODUCER_LEASE_S: float = _s(
+        10.0, "A producer renews its lease this often x3; readers of a dead producer get an error after it", gt=0
+    )
+
     # Limits
     MAX_INPUT_CHARS: int = _s(2000, "Longest question or topic accepted, in characters", ge=1, le=100_000)
     MAX_TOKENS: int = _s(512, "Most tokens one answer may generate; client requests are clamped to it", ge=1, le=32_768)
@@ -78,6 +87,7 @@ class Settings(BaseModel):
         1000, "A reader this many events behind gets one snapshot event instead of the replay", ge=1
     )
     COALESCE_MAX_TOKENS: int = _s(32, "Most tokens merged into one token event when they arrive together", ge=1)
+    SEND_TIMEOUT_S: float = _s(5.0, "A reader that takes longer than this to accept an event is dropped", gt=0)
     SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
 
     # Server

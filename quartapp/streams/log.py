@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .events import TERMINAL, Entry
@@ -71,7 +72,26 @@ class StreamInfo:
     ended_at: float | None
 
 
+StopHandler = Callable[[str], None]
+
+
+class LogUnavailable(Exception):
+    """The log's backing store cannot be reached; producers end with ``log_unavailable``."""
+
+
+class Fenced(Exception):
+    """This producer lost its lease: another party ended the stream. Stop writing."""
+
+
 class StreamLog(Protocol):
+    """Where events live. Implementations: :class:`MemoryStreamLog`, ``redis_log.RedisStreamLog``.
+
+    ``request_stop`` asks whichever instance produces a stream to stop it; each
+    instance registers the handler that cancels its own producers with
+    ``on_stop_request``. ``wait`` is also where a reader notices a producer that
+    died (its lease expired) and ends the stream with ``error producer_lost``.
+    """
+
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo: ...
 
     async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry: ...
@@ -87,6 +107,10 @@ class StreamLog(Protocol):
     async def find_by_epoch(self, epoch: str) -> str | None: ...
 
     async def healthy(self) -> bool: ...
+
+    async def request_stop(self, stream_id: str) -> None: ...
+
+    def on_stop_request(self, handler: StopHandler) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -113,6 +137,7 @@ class MemoryStreamLog:
         self._retention = retention_s
         self._streams: dict[str, _MemoryStream] = {}
         self._epochs: dict[str, str] = {}
+        self._stop_handler: StopHandler | None = None
 
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo:
         self._expire()
@@ -190,6 +215,13 @@ class MemoryStreamLog:
 
     async def healthy(self) -> bool:
         return True
+
+    async def request_stop(self, stream_id: str) -> None:
+        if self._stop_handler is not None:
+            self._stop_handler(stream_id)
+
+    def on_stop_request(self, handler: StopHandler) -> None:
+        self._stop_handler = handler
 
     async def close(self) -> None:
         self._streams.clear()

@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..engine import BlockRequest, Engine, Run
 from .events import TERMINAL, Entry, parse_event_id
-from .log import StreamInfo, StreamLog
+from .log import Fenced, LogUnavailable, StreamInfo, StreamLog
+
+#: How long a stop waits for a producer on another instance to log its end.
+STOP_WAIT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,13 @@ class StreamManager:
         self.log = stream_log
         self._producers: dict[str, _Producer] = {}
         self._closing = False
+        stream_log.on_stop_request(self._stop_requested)
+
+    def _stop_requested(self, stream_id: str) -> None:
+        """Another instance (or this one) asked to stop a stream; act if we produce it."""
+        producer = self._producers.get(stream_id)
+        if producer is not None:
+            self._cancel(producer, "stopped", "stop_requested")
 
     # -- producing ---------------------------------------------------------
 
@@ -93,6 +103,10 @@ class StreamManager:
                     retryable=False,
                 ),
             )
+        except Fenced:
+            log.warning("stream %s: producer lost its lease; another party ended the stream", stream_id)
+        except LogUnavailable as exc:
+            log.error("stream %s: stream log unavailable: %s", stream_id, exc)
         except asyncio.CancelledError:
             if producer.end_reason is None:
                 raise
@@ -135,6 +149,18 @@ class StreamManager:
             self._cancel(producer, "stopped", "stop_requested")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(producer.task)
+        elif info.status == "running":
+            # produced on another instance: ask it, then wait (bounded) for the end to be logged
+            await self.log.request_stop(stream_id)
+            after = info.last_seq
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_S):
+                    while True:
+                        entries = await self.log.wait(stream_id, after, STOP_WAIT_S)
+                        if entries:
+                            after = entries[-1].seq
+                            if entries[-1].type in TERMINAL:
+                                break
         return await self.log.info(stream_id) or info
 
     async def info(self, stream_id: str, owner: str = "") -> StreamInfo:
