@@ -71,5 +71,3 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
     block = core.engine.prepare(block_type, texts[0], query_args.max_tokens, query_args.num_questions)
     info = await core.streams.start(block, owner)
     return stream_response(info, None, owner)
-
-

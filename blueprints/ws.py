@@ -47,7 +47,9 @@ class _Socket:
     async def reply(self, model: WsAccepted | WsRejected) -> None:
         await websocket.send(model.model_dump_json())
 
-    async def reject(self, request_id: str | None, stream_id: str | None, code: str, message: str, field: str | None = None) -> None:
+    async def reject(
+        self, request_id: str | None, stream_id: str | None, code: str, message: str, field: str | None = None
+    ) -> None:
         await self.reply(
             WsRejected(
                 type="rejected",
@@ -133,7 +135,9 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> None:
         except StreamingDisabled:
             await sock.reject(message.request_id, None, "streaming_disabled", "streaming is off on this server")
             return
-        await sock.reply(WsAccepted(type="accepted", request_id=message.request_id, stream_id=info.stream_id, action="start"))
+        await sock.reply(
+            WsAccepted(type="accepted", request_id=message.request_id, stream_id=info.stream_id, action="start")
+        )
         sock.follow(info.stream_id, None)
         return
     try:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from decouple import RepositoryEnv, RepositoryEmpty
+from decouple import RepositoryEmpty, RepositoryEnv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SECONDS = 1.0

@@ -40,7 +40,15 @@ resuming from the terminal event's id answers 204 (EventSource stops reconnectin
 
 
 def _schemas() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [*PAYLOADS.values(), BlockOptions, WsStart, WsResume, WsStop, WsAccepted, WsRejected]
+    models: list[type[BaseModel]] = [
+        *PAYLOADS.values(),
+        BlockOptions,
+        WsStart,
+        WsResume,
+        WsStop,
+        WsAccepted,
+        WsRejected,
+    ]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
     return schemas
@@ -72,7 +80,10 @@ def build() -> dict[str, Any]:
             "payload": _envelope(event, model.__name__),
         }
     for model in (WsStart, WsResume, WsStop, WsAccepted, WsRejected):
-        messages["ws_" + model.__name__] = {"name": model.__name__, "payload": {"$ref": REF.format(model=model.__name__)}}
+        messages["ws_" + model.__name__] = {
+            "name": model.__name__,
+            "payload": {"$ref": REF.format(model=model.__name__)},
+        }
     event_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in messages if k.startswith("event_")}
     client_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in ("ws_WsStart", "ws_WsResume", "ws_WsStop")}
     reply_refs = {k: {"$ref": f"#/components/messages/{k}"} for k in ("ws_WsAccepted", "ws_WsRejected")}

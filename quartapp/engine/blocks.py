@@ -17,7 +17,7 @@ from ..streams.events import QuizQuestion
 from .mermaid import MERMAID_GBNF
 
 
-class BlockType(str, enum.Enum):
+class BlockType(enum.StrEnum):
     ASK_QUESTION = "ask_question"
     EXPLAIN_ELI10 = "explain_eli10"
     QUIZ = "quiz"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -83,7 +83,7 @@ class Run:
         prompt_chars = sum(len(m.content) for m in generation_request(self.request).messages)
         return Usage(input_tokens=prompt_chars // 4, output_tokens=self._output_tokens)
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         provider = self._engine.provider
         info = provider.info
         yield (

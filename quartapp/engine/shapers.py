@@ -120,9 +120,7 @@ class QuizShaper:
             self._attempted += 1
             question = self._accept(raw)
             if question is not None:
-                events.append(
-                    ("quiz.question", {"index": len(self.questions) - 1, "question": question.model_dump()})
-                )
+                events.append(("quiz.question", {"index": len(self.questions) - 1, "question": question.model_dump()}))
         return events
 
     def _accept(self, raw: object) -> QuizQuestion | None:

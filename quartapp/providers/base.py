@@ -19,7 +19,7 @@ limits) into :class:`Delta` items as the model produces tokens. The contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -107,7 +107,7 @@ class Provider(Protocol):
 
     info: ProviderInfo
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]: ...
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]: ...
 
     async def aclose(self) -> None: ...
 

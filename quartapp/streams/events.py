@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     START = "start"
     QUEUED = "queued"
     TOKEN = "token"
@@ -153,7 +153,7 @@ class Entry:
     of one stream share the same bytes.
     """
 
-    __slots__ = ("stream_id", "id", "seq", "type", "data", "_json", "_sse", "_ws")
+    __slots__ = ("_json", "_sse", "_ws", "data", "id", "seq", "stream_id", "type")
 
     def __init__(
         self,
@@ -190,11 +190,8 @@ class Entry:
     def ws(self) -> str:
         """The WebSocket text frame: the same envelope plus the stream it belongs to."""
         if self._ws is None:
-            self._ws = '{"stream_id":"%s","id":"%s","type":"%s","data":%s}' % (
-                self.stream_id,
-                self.id,
-                self.type,
-                self.json.decode(),
+            self._ws = (
+                f'{{"stream_id":"{self.stream_id}","id":"{self.id}","type":"{self.type}","data":{self.json.decode()}}}'
             )
         return self._ws
 

@@ -17,8 +17,8 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .events import TERMINAL, Entry
@@ -116,7 +116,7 @@ class StreamLog(Protocol):
 
 
 class _MemoryStream:
-    __slots__ = ("info_fields", "entries", "state", "changed", "epoch", "stream_id", "last_seq", "expires_at")
+    __slots__ = ("changed", "entries", "epoch", "expires_at", "info_fields", "last_seq", "state", "stream_id")
 
     def __init__(self, stream_id: str, epoch: str, history: int, fields: dict[str, Any]) -> None:
         self.stream_id = stream_id

@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..engine import BlockRequest, Engine, Run
+from ..metrics import Metrics
 from .events import TERMINAL, Entry, parse_event_id
 from .log import Fenced, LogUnavailable, StreamInfo, StreamLog
 
@@ -65,6 +67,7 @@ class StreamManager:
         self.log = stream_log
         self._producers: dict[str, _Producer] = {}
         self._closing = False
+        self.metrics = Metrics(lambda: len(self._producers))
         stream_log.on_stop_request(self._stop_requested)
 
     def _stop_requested(self, stream_id: str) -> None:
@@ -87,12 +90,29 @@ class StreamManager:
 
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
+        metrics = self.metrics
+        metrics.started.labels(run.request.block_type.value).inc()
+        started = last_token = time.perf_counter()
+        first = True
         try:
             async with asyncio.timeout(self.settings.STREAM_DEADLINE_S):
                 async with contextlib.aclosing(run.events()) as events:
                     async for event_type, data in events:
+                        before = time.perf_counter()
                         await self.log.append(stream_id, event_type, data)
+                        now = time.perf_counter()
+                        metrics.log_latency.observe(now - before)
+                        if event_type == "token" or event_type == "diagram.partial":
+                            if first:
+                                metrics.ttft.observe(before - started)
+                                first = False
+                            else:
+                                metrics.gap.observe(before - last_token)
+                            last_token = before
+                        elif event_type == "error":
+                            metrics.errors.labels(str(data["code"])).inc()
         except TimeoutError:
+            metrics.errors.labels("stream_deadline").inc()
             await self.log.append(
                 stream_id,
                 "error",
@@ -124,6 +144,14 @@ class StreamManager:
             if producer.grace is not None:
                 producer.grace.cancel()
             self._producers.pop(stream_id, None)
+            info = await self._info_quietly(stream_id)
+            metrics.ended.labels(info.status if info else "unknown").inc()
+
+    async def _info_quietly(self, stream_id: str) -> StreamInfo | None:
+        try:
+            return await self.log.info(stream_id)
+        except LogUnavailable:
+            return None
 
     def _arm_grace(self, producer: _Producer) -> None:
         if producer.grace is not None:
@@ -192,6 +220,8 @@ class StreamManager:
                 producer.grace = None
         try:
             after, first = await self._position(info, cursor)
+            if cursor:
+                self.metrics.resumes.labels(first[0].type if first else "replay").inc()
             if first:
                 yield first
                 if first[-1].type in TERMINAL:
@@ -251,7 +281,8 @@ class StreamManager:
         covered = through - 1 if terminal is not None else through
         entries = []
         if reset is not None:
-            entries.append(Entry(info.stream_id, info.epoch, covered, "reset", {"reason": reset[0], "message": reset[1]}))
+            reset_data: dict[str, object] = {"reason": reset[0], "message": reset[1]}
+            entries.append(Entry(info.stream_id, info.epoch, covered, "reset", reset_data))
         entries.append(Entry(info.stream_id, info.epoch, covered, "snapshot", state))
         if terminal is not None:
             entries.append(terminal)
