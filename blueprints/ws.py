@@ -43,6 +43,7 @@ class _Socket:
         self.core = core
         self.owner = owner
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.handler = asyncio.current_task()
 
     async def reply(self, model: WsAccepted | WsRejected) -> None:
         await websocket.send(model.model_dump_json())
@@ -66,12 +67,20 @@ class _Socket:
         self.subscriptions[stream_id] = asyncio.create_task(self._pump(stream_id, after))
 
     async def _pump(self, stream_id: str, after: str | None) -> None:
+        timeout = self.core.settings.SEND_TIMEOUT_S
         try:
             async for batch in self.core.streams.follow(stream_id, after, self.owner):
-                for entry in batch:
-                    await websocket.send(entry.ws)
+                async with asyncio.timeout(timeout):
+                    for entry in batch:
+                        await websocket.send(entry.ws)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            # a reader that stops reading is dropped; the stream goes on and can be resumed
+            log.info("websocket reader of %s dropped: send timeout", stream_id)
+            self.core.streams.metrics.readers_dropped.labels("send_timeout").inc()
+            if self.handler is not None:
+                self.handler.cancel()  # a close frame would block too: end the connection
         except StreamNotFound:
             await self.reject(None, stream_id, "stream_not_found", "no such stream", "stream_id")
         finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from quart import Quart, current_app
 from quart_schema import QuartSchema
 
+from .asgi import SendTimeoutMiddleware
 from .config import Settings, load_settings
 from .engine import Engine
 from .errors import JSONErrorRequest, register_error_handlers
@@ -74,6 +75,9 @@ def create_app(
     )
     register_error_handlers(app)
     register_blueprints(app, settings)
+    app.asgi_app = SendTimeoutMiddleware(  # type: ignore[method-assign,assignment]
+        app.asgi_app, settings.SEND_TIMEOUT_S, manager.metrics.readers_dropped.labels("send_timeout").inc
+    )
 
     @app.before_serving
     async def _start() -> None:
