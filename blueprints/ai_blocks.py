@@ -68,6 +68,8 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
     texts = [t for t in (query_args.input, query_args.question, query_args.topic) if t is not None]
     if len(texts) != 1:
         raise APIError(422, "input_required", "give the text as exactly one of input, question or topic", "input")
-    block = core.engine.prepare(block_type, texts[0], query_args.max_tokens, query_args.num_questions)
+    block = core.engine.prepare(
+        block_type, texts[0], query_args.max_tokens, query_args.num_questions, query_args.interval_ms
+    )
     info = await core.streams.start(block, owner)
     return stream_response(info, None, owner)

@@ -88,6 +88,9 @@ class Settings(BaseModel):
     )
     COALESCE_MAX_TOKENS: int = _s(32, "Most tokens merged into one token event when they arrive together", ge=1)
     SEND_TIMEOUT_S: float = _s(5.0, "A reader that takes longer than this to accept an event is dropped", gt=0)
+    EVENT_TIMESTAMPS: bool = _s(
+        False, "Add the server time (ns) a token was taken from the provider to token events, as t"
+    )
     SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
 
     # Server

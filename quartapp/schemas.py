@@ -71,6 +71,9 @@ class OneShotQuery(_Model):
     topic: str | None = Field(default=None, max_length=100_000)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     num_questions: int | None = Field(default=None, ge=1, le=10)
+    interval_ms: float | None = Field(
+        default=None, ge=0, le=10_000, description="Scripted provider only (tests, benchmarks): ms between tokens"
+    )
 
 
 class EventsQuery(_Model):

@@ -62,6 +62,8 @@ class BlockRequest:
     input: str
     max_tokens: int
     num_questions: int = 3
+    #: Honoured by the scripted provider only (tests, benchmarks); real models ignore it.
+    scripted_interval_ms: float | None = None
 
 
 class Quiz(BaseModel):
@@ -101,6 +103,9 @@ def user_content(block: BlockType, text: str, num_questions: int) -> str:
 def generation_request(request: BlockRequest) -> GenerationRequest:
     """Build what the provider sees for a block request."""
     block = request.block_type
+    hints: dict[str, Any] = {"topic": request.input, "num_questions": request.num_questions}
+    if request.scripted_interval_ms is not None:
+        hints["interval_ms"] = request.scripted_interval_ms
     messages = (
         Message("system", SYSTEM_PROMPTS[block]),
         Message("user", user_content(block, request.input, request.num_questions)),
@@ -112,7 +117,7 @@ def generation_request(request: BlockRequest) -> GenerationRequest:
             temperature=0.4,
             json_schema=quiz_schema(request.num_questions),
             block_type=block.value,
-            hints={"num_questions": request.num_questions, "topic": request.input},
+            hints=hints,
         )
     if block is BlockType.DIAGRAM:
         return GenerationRequest(
@@ -121,11 +126,9 @@ def generation_request(request: BlockRequest) -> GenerationRequest:
             temperature=0.3,
             grammar=MERMAID_GBNF,
             block_type=block.value,
-            hints={"topic": request.input},
+            hints=hints,
         )
-    return GenerationRequest(
-        messages=messages, max_tokens=request.max_tokens, block_type=block.value, hints={"topic": request.input}
-    )
+    return GenerationRequest(messages=messages, max_tokens=request.max_tokens, block_type=block.value, hints=hints)
 
 
 def token_budget(block: BlockType, requested: int | None, num_questions: int, server_max: int) -> int:

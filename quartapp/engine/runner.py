@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -100,6 +101,7 @@ class Run:
         queue: asyncio.Queue[object] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(provider, queue))
         max_batch = self._engine.settings.COALESCE_MAX_TOKENS
+        stamp = self._engine.settings.EVENT_TIMESTAMPS
         try:
             while True:
                 item = await queue.get()
@@ -111,6 +113,7 @@ class Run:
                 if item.queued_position is not None:
                     yield ("queued", {"position": item.queued_position})
                     continue
+                taken = time.time_ns() if stamp else 0
                 parts, tokens = [item.text], item.tokens
                 self._note(item)
                 end: object = None
@@ -125,6 +128,8 @@ class Run:
                 text = "".join(parts)
                 if text:
                     for event in self._shaper.feed(text, max(tokens, 1)):
+                        if stamp and event[0] == "token":
+                            event[1]["t"] = taken
                         yield event
                 if end is _END:
                     break
@@ -202,7 +207,12 @@ class Engine:
         return self.settings.AI_STREAMING_ENABLED
 
     def prepare(
-        self, block_type: str, text: str, max_tokens: int | None = None, num_questions: int | None = None
+        self,
+        block_type: str,
+        text: str,
+        max_tokens: int | None = None,
+        num_questions: int | None = None,
+        scripted_interval_ms: float | None = None,
     ) -> BlockRequest:
         """Validate and clamp client input. Raises :class:`InputError`."""
         if block_type not in BLOCK_TYPES:
@@ -225,7 +235,13 @@ class Engine:
             raise InputError("invalid_input", "input must not contain NUL characters", "input")
         questions = num_questions if num_questions is not None else 3
         budget = token_budget(block, max_tokens, questions, self.settings.MAX_TOKENS)
-        return BlockRequest(block_type=block, input=text, max_tokens=budget, num_questions=questions)
+        return BlockRequest(
+            block_type=block,
+            input=text,
+            max_tokens=budget,
+            num_questions=questions,
+            scripted_interval_ms=scripted_interval_ms,
+        )
 
     def start(self, request: BlockRequest, stream_id: str) -> Run:
         """The streaming hook: a run whose events are sent as they come."""

@@ -84,6 +84,8 @@ class ScriptedProvider:
         self.started += 1
         tokens = scripted_text(request)
         interval = self.interval_s
+        if "interval_ms" in request.hints:
+            interval = max(0.0, float(request.hints["interval_ms"])) / 1000
         prompt_tokens = sum(len(m.content) for m in request.messages) // 4
         try:
             for i, token in enumerate(tokens):

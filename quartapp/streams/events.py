@@ -86,6 +86,9 @@ class QueuedData(_Payload):
 class TokenData(_Payload):
     text: str = Field(description="Text to append; several tokens may be coalesced into one event")
     tokens: int = Field(ge=1, description="How many model tokens this text holds")
+    t: int | None = Field(
+        default=None, description="Server time (ns) the first token was taken from the provider (EVENT_TIMESTAMPS)"
+    )
 
 
 class QuizQuestionData(_Payload):
