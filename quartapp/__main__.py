@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from quart import Quart
 
+from .app import Services
 from .config import Settings, SettingsError, load_settings
+
+
+def services_of(app: Quart) -> Services:
+    value: Services = app.extensions["quartapp"]
+    return value
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -28,6 +36,27 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+async def serve_until_signal(app: Quart, config: Config) -> None:
+    """Serve until SIGTERM or SIGINT; then tell every stream first, then stop the server.
+
+    Hypercorn's own signal handling closes the listeners, waits up to the
+    graceful timeout for connections (open streams never finish by themselves),
+    cancels them, and only then runs the app's shutdown: readers would be cut
+    with no notice. Here readers get a ``shutdown`` event and the stream's end
+    before Hypercorn starts closing, so their responses finish cleanly.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(signal, name), stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        await services_of(app).streams.shutdown()
+
+    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -43,9 +72,9 @@ def main() -> None:
     if settings.WORKER_CLASS == "uvloop":
         import uvloop
 
-        uvloop.run(serve(app, config))  # type: ignore[arg-type]
+        uvloop.run(serve_until_signal(app, config))
     else:
-        asyncio.run(serve(app, config))  # type: ignore[arg-type]
+        asyncio.run(serve_until_signal(app, config))
 
 
 if __name__ == "__main__":

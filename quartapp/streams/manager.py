@@ -291,7 +291,9 @@ class StreamManager:
     # -- lifecycle ---------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Tell every reader the server is going away, end producers, keep their text."""
+        """Tell every reader the server is going away, end producers, keep their text. Idempotent."""
+        if self._closing:
+            return
         self._closing = True
         producers = list(self._producers.values())
         for producer in producers:
