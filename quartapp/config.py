@@ -151,6 +151,9 @@ def load_settings(
             raw[name] = environ[name]
         elif name in repository:
             raw[name] = repository[name]
+    unknown_overrides = sorted(set(overrides) - set(FIELDS))
+    if unknown_overrides:
+        raise SettingsError(f"unknown setting {unknown_overrides[0]} (see .env.example for the known ones)")
     raw.update(overrides)
     for name, value in raw.items():
         if Settings.model_fields[name].annotation is bool and isinstance(value, str):

@@ -29,7 +29,7 @@ BLOCK_TYPES: tuple[str, ...] = tuple(b.value for b in BlockType)
 #: Worst-case tokens one quiz question takes under the schema's length bounds
 #: (about 3 characters a token over ~650 characters of bounded strings and JSON).
 QUIZ_TOKENS_PER_QUESTION = 220
-DIAGRAM_MAX_TOKENS = 320
+DIAGRAM_MAX_TOKENS = 400
 
 SYSTEM_PROMPTS: dict[BlockType, str] = {
     BlockType.ASK_QUESTION: (
@@ -128,7 +128,10 @@ def generation_request(request: BlockRequest) -> GenerationRequest:
             block_type=block.value,
             hints=hints,
         )
-    return GenerationRequest(messages=messages, max_tokens=request.max_tokens, block_type=block.value, hints=hints)
+    # a low temperature keeps small local models on topic; large ones lose little by it
+    return GenerationRequest(
+        messages=messages, max_tokens=request.max_tokens, temperature=0.3, block_type=block.value, hints=hints
+    )
 
 
 def token_budget(block: BlockType, requested: int | None, num_questions: int, server_max: int) -> int:

@@ -12,9 +12,12 @@ Labels keep to characters Mermaid accepts inside ``[]`` or ``||`` without quotes
 model cannot emit brackets, quotes, ``--`` or ``end`` in a place that breaks the
 parser. Both halves are built from the same constants below; the grammar is
 deliberately a little narrower than the check (node ids start with a capital
-letter, which rules out Mermaid's reserved ``end`` and the ``o``/``x`` edge
-heads; it writes edges only, one per line, indented four spaces), so anything
-the grammar lets through passes the check.
+letter, which rules out Mermaid's lower-case keywords such as ``end``, and are
+at most 8 characters; it writes edges only, one per line, indented four
+spaces), so anything the grammar lets through passes the check.
+
+A generation cut by its token budget ends mid-line; every complete line is
+still valid, so the caller trims the text after the last newline.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import re
 
 MIN_LINES = 2
 MAX_LINES = 12
-MAX_ID = 16
-#: A label is 1 + 2 * _LABEL_STEPS + 1 characters at most.
-_LABEL_STEPS = 29
-MAX_LABEL = 2 * _LABEL_STEPS + 2
+MAX_ID = 32
+#: The grammar's ids are shorter than the check allows: a small model fills long ids with noise.
+_GRAMMAR_MAX_ID = 8
+#: Labels are words of letters and digits joined by a space or a punctuation mark (and a space).
+_LABEL_WORDS = 8
+_WORD_LEN = 12
+MAX_LABEL = _LABEL_WORDS * (_WORD_LEN + 2)
 DIRECTIONS = ("TD", "LR")
 _HEADER_DIRECTIONS = ("TD", "TB", "LR", "RL", "BT")
 
@@ -37,13 +43,14 @@ line  ::= "    " src " -->" elab? " " node "\n"
 src   ::= id | node
 node  ::= id "[" label "]"
 elab  ::= "|" label "|"
-id    ::= [A-Z] [A-Za-z0-9_]{{0,{MAX_ID - 1}}}
-label ::= [A-Za-z0-9] step{{0,{_LABEL_STEPS}}} [.?!]?
-step  ::= [A-Za-z0-9] | [ ,.'?!-] [A-Za-z0-9]
+id    ::= [A-Z] [A-Za-z0-9_]{{0,{_GRAMMAR_MAX_ID - 1}}}
+label ::= word (sep word){{0,{_LABEL_WORDS - 1}}} [.?!]?
+word  ::= [A-Za-z0-9]{{1,{_WORD_LEN}}}
+sep   ::= " " | [,.'?!-] " "?
 """
 
 _ID = r"[A-Za-z][A-Za-z0-9_]*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9]|[ ,.'?!-][A-Za-z0-9])*[.?!]?"
+_LABEL = r"[A-Za-z0-9]+(?:(?: |[,.'?!-] ?)[A-Za-z0-9]+)*[.?!]?"
 _NODE = rf"(?P<{{name}}>{_ID})(?:\[(?P<{{name}}_label>[^\[\]]*)\])?"
 _HEADER = re.compile(r"(?:flowchart|graph)\s+(?P<dir>\S+)")
 _EDGE = re.compile(
@@ -51,8 +58,24 @@ _EDGE = re.compile(
 )
 _NODE_LINE = re.compile(r"\s*" + _NODE.format(name="src") + r"\s*;?")
 _LABEL_RE = re.compile(_LABEL)
-#: Words Mermaid's flowchart lexer treats as keywords, not node ids.
-RESERVED_IDS = frozenset({"end", "graph", "flowchart", "subgraph", "style", "class", "classDef", "click", "linkStyle"})
+_OTHER_ARROW = re.compile(r"--|==|-\.|\.-|<-|->")
+#: Words Mermaid 11's flowchart parser rejects as node ids (each tried with mermaid.parse).
+RESERVED_IDS = frozenset(
+    {
+        "call",
+        "class",
+        "classDef",
+        "click",
+        "end",
+        "flowchart",
+        "graph",
+        "href",
+        "interpolate",
+        "linkStyle",
+        "style",
+        "subgraph",
+    }
+)
 
 
 def _check_label(where: str, label: str | None, errors: list[str]) -> None:
@@ -73,15 +96,16 @@ def _check_id(where: str, node_id: str, errors: list[str]) -> None:
 
 def _diagnose(where: str, line: str) -> str:
     """Say what is wrong with a line that matched neither an edge nor a node."""
+    rest = line.replace("-->", " ")
+    if _OTHER_ARROW.search(rest):
+        return f"{where}: unsupported edge (only --> and -->|label| are allowed)"
     if line.count("[") != line.count("]"):
         return f"{where}: unbalanced [ ]"
     if line.count("|") % 2:
         return f"{where}: unbalanced | | around an edge label"
-    if any(c in line for c in '(){}<>"`'):
+    if any(c in rest for c in '(){}<>"`'):
         return f"{where}: unsupported syntax (only A[Label] nodes and --> edges are allowed)"
-    if "-" in line or "=" in line:
-        return f"{where}: unsupported edge (only --> and -->|label| are allowed)"
-    return f"{where}: not an edge or node definition"
+    return f"{where}: not an edge or node definition (one edge per line)"
 
 
 def check_mermaid(source: str) -> tuple[bool, list[str]]:

@@ -177,10 +177,19 @@ class DiagramShaper:
         return BlockResult(block_type="diagram", text=source, diagram=_check(source))
 
     def finish(self) -> BlockResult:
-        source = _FENCE.sub("", "".join(self._parts)).strip()
+        raw = _FENCE.sub("", "".join(self._parts))
+        source = raw.strip()
         if not source:
             raise ProviderBadOutput("the model returned an empty diagram")
-        return BlockResult(block_type="diagram", text=source, diagram=_check(source))
+        check = _check(source)
+        if not check.valid and not raw.endswith("\n") and "\n" in source:
+            # Cut off mid-line by the token limit: the grammar guarantees every complete
+            # line, so the diagram without its unfinished last line is the honest result.
+            trimmed = source.rsplit("\n", 1)[0].rstrip()
+            trimmed_check = _check(trimmed)
+            if trimmed_check.valid:
+                return BlockResult(block_type="diagram", text=trimmed, diagram=trimmed_check)
+        return BlockResult(block_type="diagram", text=source, diagram=check)
 
 
 def _check(source: str) -> DiagramCheck:

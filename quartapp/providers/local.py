@@ -28,19 +28,11 @@ import collections
 import importlib.metadata
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import (
-    Delta,
-    GenerationRequest,
-    ProviderError,
-    ProviderInfo,
-    ProviderTimeout,
-    ProviderUnavailable,
-    Usage,
-)
+from .base import Delta, GenerationRequest, ProviderError, ProviderInfo, ProviderTimeout, ProviderUnavailable, Usage
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,6 +52,9 @@ _TOP_K = 40
 _TOP_P = 0.95
 _MIN_P = 0.05
 _REPEAT_PENALTY = 1.0
+#: Constrained output (quiz JSON, Mermaid) from a small model tends to loop on one phrase;
+#: a penalty on recent tokens breaks that. The grammar still forces the structural tokens.
+_STRUCTURED_REPEAT_PENALTY = 1.1
 
 
 def default_model_path() -> Path:
@@ -75,13 +70,31 @@ def default_model_path() -> Path:
     return Path(str(dist.locate_file(DEFAULT_MODEL_FILE)))
 
 
-class _Ticket:
-    """A request's place in the queue; ``wake`` is set whenever the queue moves."""
+def _small_int_ranges_as_enums(schema: Any) -> Any:
+    """Copy of ``schema`` with bounded integers (``minimum``..``maximum``, few values) as
+    enums: llama-cpp-python 0.3.36's converter ignores the bounds, enums it honours."""
+    if isinstance(schema, list):
+        return [_small_int_ranges_as_enums(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < 100:
+        return {"enum": list(range(low, high + 1))}
+    return {key: _small_int_ranges_as_enums(value) for key, value in schema.items()}
 
-    __slots__ = ("wake",)
 
-    def __init__(self) -> None:
-        self.wake = asyncio.Event()
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def schema_to_gbnf(schema: dict[str, Any]) -> str:
+    """GBNF for a JSON schema, with two faults of llama-cpp-python 0.3.36's converter
+    fixed: integer bounds are enforced, and strings cannot hold raw control characters
+    (its ``char`` rule lets a raw newline through, which makes the JSON invalid)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf  # type: ignore[import-untyped]
+
+    gbnf: str = json_schema_to_gbnf(json.dumps(_small_int_ranges_as_enums(schema)))
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 class _Model:
@@ -130,7 +143,7 @@ class _Model:
             from llama_cpp.llama_grammar import LlamaGrammar  # type: ignore[import-untyped]
 
             if request.json_schema is not None:
-                cached = LlamaGrammar.from_json_schema(key[len("schema:") :], verbose=False)
+                cached = LlamaGrammar.from_string(schema_to_gbnf(request.json_schema), verbose=False)
             else:
                 cached = LlamaGrammar.from_string(key[len("gbnf:") :], verbose=False)
             self._grammars[key] = cached
@@ -156,9 +169,11 @@ class LocalProvider:
         self.info = ProviderInfo(name="local", model=self.path.name)
         self._model: _Model | None = None
         self._load_lock = threading.Lock()
-        self._running: _Ticket | None = None
-        self._waiting: collections.deque[_Ticket] = collections.deque()
+        # A request's place in the queue is an event, set whenever the queue moves.
+        self._running: asyncio.Event | None = None
+        self._waiting: collections.deque[asyncio.Event] = collections.deque()
         self._worker: threading.Thread | None = None
+        self._stop: threading.Event | None = None  # the current generation's
         self._closed = False
 
     @property
@@ -171,11 +186,11 @@ class LocalProvider:
         """Requests waiting for the model, not counting the one generating."""
         return len(self._waiting)
 
-    # -- model -------------------------------------------------------------------------
-
     def _load(self) -> _Model:
         """Load the model once (in a worker thread: it reads hundreds of megabytes)."""
         with self._load_lock:
+            if self._closed:
+                raise ProviderUnavailable("the local model is shutting down")
             if self._model is None:
                 if self._path_error is not None:
                     raise self._path_error
@@ -201,8 +216,13 @@ class LocalProvider:
         return True
 
     async def aclose(self) -> None:
-        """Stop taking requests, let the current generation end, free the model."""
+        """Refuse new and waiting requests, stop the current generation, free the model.
+        The engine drains its streams first; this is the last word."""
         self._closed = True
+        for waiter in self._waiting:
+            waiter.set()
+        if self._stop is not None:
+            self._stop.set()
         worker = self._worker
         if worker is not None:
             await asyncio.to_thread(worker.join)
@@ -211,12 +231,10 @@ class LocalProvider:
                 self._model.close()
                 self._model = None
 
-    # -- queue -------------------------------------------------------------------------
-
-    def _enqueue(self) -> _Ticket:
+    def _enqueue(self) -> asyncio.Event:
         if self._closed:
             raise ProviderUnavailable("the local model is shutting down")
-        ticket = _Ticket()
+        ticket = asyncio.Event()
         if self._running is None and not self._waiting:
             self._running = ticket
         elif len(self._waiting) >= self._settings.LOCAL_MAX_QUEUE:
@@ -225,37 +243,39 @@ class LocalProvider:
             self._waiting.append(ticket)
         return ticket
 
-    def _release(self, ticket: _Ticket) -> None:
+    def _release(self, ticket: asyncio.Event) -> None:
         """Take ``ticket`` out (running or waiting), hand the model to the next, wake everyone
         still waiting so each can report its new position. Runs on the event loop only."""
         if self._running is ticket:
             self._running = self._waiting.popleft() if self._waiting else None
             if self._running is not None:
-                self._running.wake.set()
+                self._running.set()
         elif ticket in self._waiting:
             self._waiting.remove(ticket)
         else:
             return
         for waiter in self._waiting:
-            waiter.wake.set()
+            waiter.set()
 
-    # -- generation --------------------------------------------------------------------
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         ticket = self._enqueue()
         stop = threading.Event()
         worker_started = False
         try:
             position = 0
             while self._running is not ticket:
+                if self._closed:
+                    raise ProviderUnavailable("the local model is shutting down")
                 now = self._waiting.index(ticket) + 1
                 if now != position:
                     position = now
                     yield Delta(queued_position=position)
                     continue  # the queue may have moved while the consumer held us
-                ticket.wake.clear()
-                await ticket.wake.wait()
+                ticket.clear()
+                await ticket.wait()
             model = await asyncio.to_thread(self._load)
+            if self._closed:  # aclose() ran while we loaded: it may be freeing the model now
+                raise ProviderUnavailable("the local model is shutting down")
 
             loop = asyncio.get_running_loop()
             items: asyncio.Queue[_Item] = asyncio.Queue()
@@ -266,9 +286,15 @@ class LocalProvider:
                 except RuntimeError:  # the loop is gone: nobody is listening any more
                     stop.set()
 
+            released = asyncio.Event()
+
+            def on_loop_release() -> None:
+                self._release(ticket)
+                released.set()
+
             def release() -> None:
                 try:
-                    loop.call_soon_threadsafe(self._release, ticket)
+                    loop.call_soon_threadsafe(on_loop_release)
                 except RuntimeError:
                     self._release(ticket)
 
@@ -278,7 +304,7 @@ class LocalProvider:
                 name="llama-generate",
                 daemon=True,
             )
-            self._worker = worker
+            self._worker, self._stop = worker, stop
             worker.start()
             worker_started = True
 
@@ -291,9 +317,12 @@ class LocalProvider:
                 if kind == "text":
                     yield Delta(text=value, tokens=extra)
                 elif kind == "end":
+                    # Finish only once the model is free, so "stream ended" means "next may start".
+                    await released.wait()
                     yield Delta(usage=extra, finish_reason=value)
                     return
                 else:
+                    await released.wait()
                     raise value
         finally:
             stop.set()
@@ -333,8 +362,7 @@ class LocalProvider:
         budget = min(request.max_tokens, room)
         grammar = model.grammar(request)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        produced = 0
-        pending = 0  # tokens whose bytes do not yet make a whole character
+        produced = pending = 0  # pending: tokens whose bytes do not yet make a whole character
         finish = "length"
         if stop.is_set() or budget < 1:
             return ("end", finish, Usage(len(prompt), 0))
@@ -344,15 +372,12 @@ class LocalProvider:
             top_k=_TOP_K,
             top_p=_TOP_P,
             min_p=_MIN_P,
-            repeat_penalty=_REPEAT_PENALTY,
+            repeat_penalty=_REPEAT_PENALTY if grammar is None else _STRUCTURED_REPEAT_PENALTY,
             grammar=grammar,
         )
         try:
             for token in tokens:
-                if stop.is_set():
-                    finish = "stop"
-                    break
-                if model.is_end(token):
+                if stop.is_set() or model.is_end(token):
                     finish = "stop"
                     break
                 produced += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .base import Delta, GenerationRequest, ProviderInfo, Usage
@@ -80,7 +80,7 @@ class ScriptedProvider:
         self.cancelled = 0
         self.finished = 0
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         self.started += 1
         tokens = scripted_text(request)
         interval = self.interval_s

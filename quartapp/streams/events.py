@@ -13,7 +13,7 @@ event they receive against the generated schema instead.
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
@@ -51,7 +51,7 @@ class QuizQuestion(_Payload):
     """One multiple-choice question; the quiz block validates every one with this model."""
 
     question: str = Field(min_length=1, max_length=300)
-    choices: list[str] = Field(min_length=4, max_length=4)
+    choices: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(min_length=4, max_length=4)
     answer_index: int = Field(ge=0, le=3)
     explanation: str = Field(min_length=1, max_length=400)
 
