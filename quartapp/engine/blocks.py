@@ -143,3 +143,20 @@ def token_budget(block: BlockType, requested: int | None, num_questions: int, se
     if block is BlockType.DIAGRAM:
         return min(requested or DIAGRAM_MAX_TOKENS, server_max)
     return min(requested or server_max, server_max)
+
+
+def quiz_retry_request(request: BlockRequest, missing: int, asked: list[str]) -> GenerationRequest:
+    """Ask for ``missing`` more questions, different from those already accepted."""
+    avoid = "\n".join(f"- {q}" for q in asked) or "- (none)"
+    content = (
+        f"Write {missing} more questions about this topic:\n<<<\n{request.input}\n>>>\n"
+        f"Do not repeat these questions:\n{avoid}"
+    )
+    return GenerationRequest(
+        messages=(Message("system", SYSTEM_PROMPTS[BlockType.QUIZ]), Message("user", content)),
+        max_tokens=QUIZ_TOKENS_PER_QUESTION * missing + 16,
+        temperature=0.9,  # variety: the first attempt's questions must not come back
+        json_schema=quiz_schema(missing),
+        block_type=BlockType.QUIZ.value,
+        hints={"num_questions": missing, "topic": request.input},
+    )

@@ -23,10 +23,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..providers.base import Delta, Provider, ProviderError, Usage
+from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, Usage
 from ..streams.events import BlockResult
-from .blocks import BLOCK_TYPES, BlockRequest, BlockType, generation_request, token_budget
-from .shapers import Event, make_shaper
+from .blocks import BLOCK_TYPES, BlockRequest, BlockType, generation_request, quiz_retry_request, token_budget
+from .shapers import Event, QuizShaper, make_shaper
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class Completed:
 
 
 _END = object()
+
+#: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
+QUIZ_EXTRA_ATTEMPTS = 2
 
 
 class Run:
@@ -98,15 +101,42 @@ class Run:
                 "notice": info.notice,
             },
         )
+        try:
+            gen = generation_request(self.request)
+            for attempt in range(QUIZ_EXTRA_ATTEMPTS + 1):
+                async for event in self._generate(gen):
+                    yield event
+                if not isinstance(self._shaper, QuizShaper) or attempt == QUIZ_EXTRA_ATTEMPTS:
+                    break
+                missing = self.request.num_questions - len(self._shaper.questions)
+                if missing <= 0:
+                    break
+                # a small model repeats itself: ask again for just the missing questions
+                log.info("quiz: %d question(s) missing, generating them again", missing)
+                self._shaper.next_attempt()
+                gen = quiz_retry_request(self.request, missing, [q.question for q in self._shaper.questions])
+        except ProviderError as exc:
+            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
+            return
+        try:
+            self.final = self._shaper.finish()
+        except ProviderError as exc:
+            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
+            return
+        yield ("done", self.done_data("complete", self.finish_reason, self.final))
+
+    async def _generate(self, gen: GenerationRequest) -> AsyncGenerator[Event, None]:
+        """One provider call: deltas -> coalesced batches -> shaped events. Raises ProviderError."""
         queue: asyncio.Queue[object] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(provider, queue))
+        pump = asyncio.create_task(self._pump(self._engine.provider, gen, queue))
         max_batch = self._engine.settings.COALESCE_MAX_TOKENS
         stamp = self._engine.settings.EVENT_TIMESTAMPS
+        pending: object = None
         try:
             while True:
-                item = await queue.get()
+                item, pending = (pending, None) if pending is not None else (await queue.get(), None)
                 if item is _END:
-                    break
+                    return
                 if isinstance(item, BaseException):
                     raise item
                 assert isinstance(item, Delta)
@@ -116,11 +146,11 @@ class Run:
                 taken = time.time_ns() if stamp else 0
                 parts, tokens = [item.text], item.tokens
                 self._note(item)
-                end: object = None
+                # take what is already waiting, never wait for more: no added delay
                 while tokens < max_batch and not queue.empty():
                     nxt = queue.get_nowait()
                     if not isinstance(nxt, Delta) or nxt.queued_position is not None:
-                        end = nxt
+                        pending = nxt
                         break
                     parts.append(nxt.text)
                     tokens += nxt.tokens
@@ -131,24 +161,11 @@ class Run:
                         if stamp and event[0] == "token":
                             event[1]["t"] = taken
                         yield event
-                if end is _END:
-                    break
-                if isinstance(end, BaseException):
-                    raise end
-        except ProviderError as exc:
-            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
-            return
         finally:
             if not pump.done():
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-        try:
-            self.final = self._shaper.finish()
-        except ProviderError as exc:
-            yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
-            return
-        yield ("done", self.done_data("complete", self.finish_reason, self.final))
 
     def _note(self, delta: Delta) -> None:
         self._output_tokens += delta.tokens
@@ -157,8 +174,7 @@ class Run:
         if delta.finish_reason is not None:
             self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
 
-    async def _pump(self, provider: Provider, queue: asyncio.Queue[object]) -> None:
-        gen = generation_request(self.request)
+    async def _pump(self, provider: Provider, gen: GenerationRequest, queue: asyncio.Queue[object]) -> None:
         try:
             async with contextlib.aclosing(provider.stream(gen)) as deltas:
                 async for delta in deltas:

@@ -13,7 +13,7 @@ import re
 from typing import Protocol
 
 from pydantic import ValidationError
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from ..providers.base import ProviderBadOutput
 from ..streams.events import BlockResult, DiagramCheck, QuizQuestion
@@ -79,6 +79,12 @@ class QuizShaper:
             return []
         return self._emit_new()
 
+    def next_attempt(self) -> None:
+        """A new provider call continues the quiz: fresh JSON buffer, same accepted questions."""
+        self._parts = []
+        self._depth, self._in_string, self._escape = 0, False, False
+        self._closed_items = self._attempted = 0
+
     def _scan(self, text: str) -> int:
         closed = 0
         depth, in_string, escape = self._depth, self._in_string, self._escape
@@ -140,23 +146,27 @@ class QuizShaper:
         return question
 
     def result(self) -> BlockResult:
-        return BlockResult(block_type="quiz", text="".join(self._parts), questions=list(self.questions))
+        return BlockResult(block_type="quiz", text=self._text(), questions=list(self.questions))
+
+    def _text(self) -> str:
+        return to_json({"questions": [q.model_dump() for q in self.questions]}).decode()
 
     def finish(self) -> BlockResult:
-        text = "".join(self._parts)
-        try:
-            value = from_json(self._buffer() or text)
-        except ValueError:
-            raise ProviderBadOutput("the quiz was not complete JSON") from None
-        if isinstance(value, dict) and isinstance(value.get("questions"), list):
-            for raw in value["questions"][self._attempted :]:
-                self._attempted += 1
-                self._accept(raw)
+        buffer = self._buffer()
+        if buffer:
+            try:
+                value = from_json(buffer)
+            except ValueError:
+                value = None  # an attempt cut short: keep the questions it completed
+            if isinstance(value, dict) and isinstance(value.get("questions"), list):
+                for raw in value["questions"][self._attempted :]:
+                    self._attempted += 1
+                    self._accept(raw)
         try:
             quiz = Quiz(questions=self.questions)
         except ValidationError:
             raise ProviderBadOutput("the quiz had no valid question") from None
-        return BlockResult(block_type="quiz", text=text, questions=quiz.questions)
+        return BlockResult(block_type="quiz", text=self._text(), questions=quiz.questions)
 
 
 _FENCE = re.compile(r"^\s*```(?:mermaid)?\s*\n?|\n?```\s*$")
