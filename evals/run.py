@@ -125,19 +125,19 @@ async def main() -> None:
     print(f"# Evaluation: provider {info.name}, model {info.model}\n")
     print("| block | prompts | tokens/s (median) | TTFT ms (median) | valid | complete |")
     print("|---|---:|---:|---:|---|---|")
-    for block, items in outcomes.items():
-        tps = [o.tokens_per_s for o in items if o.tokens_per_s]
-        ttft = [o.ttft_s for o in items if o.ttft_s is not None]
-        valid = sum(o.ok for o in items)
-        complete = sum(o.ok and not o.detail for o in items)
+    for block, results in outcomes.items():
+        tps = [o.tokens_per_s for o in results if o.tokens_per_s]
+        ttft = [o.ttft_s for o in results if o.ttft_s is not None]
+        valid = sum(o.ok for o in results)
+        complete = sum(o.ok and not o.detail for o in results)
         label = {"quiz": "parsed and validated", "diagram": "Mermaid parses"}.get(block, "answered")
         print(
-            f"| {block} | {len(items)} | {statistics.median(tps) if tps else 0:.1f} | {_ms(ttft)} "
-            f"| {label} {valid}/{len(items)} | {complete}/{len(items)} |"
+            f"| {block} | {len(results)} | {statistics.median(tps) if tps else 0:.1f} | {_ms(ttft)} "
+            f"| {label} {valid}/{len(results)} | {complete}/{len(results)} |"
         )
-    for block, items in outcomes.items():
+    for block, results in outcomes.items():
         print(f"\n## {block}\n")
-        for o in items:
+        for o in results:
             print(f"### {o.prompt} ({'ok' if o.ok else 'NOT OK'}{': ' + o.detail if o.detail else ''})\n")
             if o.questions:
                 for q in o.questions:
