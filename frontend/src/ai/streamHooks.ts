@@ -1,0 +1,260 @@
+/**
+ * React hooks over an injected `StreamTransport`. They hold no I/O: the
+ * transport (from props or `StreamTransportProvider`) does it, and the hooks
+ * buffer its events and fold them with `reduce`.
+ *
+ * Rendering: events go into a buffer that is flushed on the next animation
+ * frame, so a stream commits to React at most once per frame however fast
+ * tokens arrive, and a replayed backlog or a snapshot lands in one commit.
+ */
+import {
+  createContext,
+  createElement,
+  useCallback,
+  useContext,
+  useEffect,
+  useLayoutEffect,
+  useRef,
+  useState,
+  type ReactNode,
+} from 'react';
+import type { BlockOptions, BlockType, StartRequest } from './events.ts';
+import { initialStreamState, reduce, type AIStreamState, type StreamAction } from './streamState.ts';
+import { failureOf, type StreamHandle, type StreamHandlers, type StreamTransport } from './transport.ts';
+
+export type { AIStreamState, StreamStatus } from './streamState.ts';
+
+/** When to flush buffered events; `animationFrames` in the browser, a manual one in tests. */
+export interface FrameScheduler {
+  request(callback: () => void): unknown;
+  cancel(handle: unknown): void;
+}
+
+export const animationFrames: FrameScheduler = {
+  request: (callback) =>
+    typeof requestAnimationFrame === 'function' ? requestAnimationFrame(() => callback()) : setTimeout(callback, 16),
+  cancel: (handle) => {
+    if (typeof cancelAnimationFrame === 'function' && typeof handle === 'number') cancelAnimationFrame(handle);
+    else clearTimeout(handle as ReturnType<typeof setTimeout>);
+  },
+};
+
+const TransportContext = createContext<StreamTransport | null>(null);
+
+export function StreamTransportProvider({ transport, children }: { transport: StreamTransport; children?: ReactNode }) {
+  return createElement(TransportContext.Provider, { value: transport }, children);
+}
+
+export interface UseAIStreamingOptions {
+  /** Overrides the transport from `StreamTransportProvider`. */
+  transport?: StreamTransport;
+  frames?: FrameScheduler;
+}
+
+export interface AIStreaming extends AIStreamState {
+  /** Start a new stream (closing any current one). */
+  start(request: StartRequest): Promise<void>;
+  /** Ask the server to stop generating; the text so far stays. */
+  stop(): Promise<void>;
+  /** Continue a stream whose connection was lost, or start the last request again. */
+  retry(): void;
+  /** Follow a stream started elsewhere (another tab), from its beginning or a snapshot. */
+  join(streamId: string): void;
+  /** The connection was lost but the stream may still be running: `retry` resumes it. */
+  canContinue: boolean;
+  canRetry: boolean;
+}
+
+interface Internals {
+  transport: StreamTransport;
+  handle: StreamHandle | null;
+  generation: number;
+  buffer: StreamAction[];
+  frame: unknown;
+  request: StartRequest | null;
+  stopRequested: boolean;
+}
+
+export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming {
+  const fromContext = useContext(TransportContext);
+  const transport = options.transport ?? fromContext;
+  if (transport === null) throw new Error('useAIStreaming needs a transport: pass one or wrap in <StreamTransportProvider>');
+  const frames = options.frames ?? animationFrames;
+
+  const [state, setState] = useState<AIStreamState>(initialStreamState);
+  const stateRef = useRef(state);
+  useLayoutEffect(() => {
+    stateRef.current = state;
+  });
+  const framesRef = useRef(frames);
+  framesRef.current = frames;
+  const r = useRef<Internals>({
+    transport,
+    handle: null,
+    generation: 0,
+    buffer: [],
+    frame: null,
+    request: null,
+    stopRequested: false,
+  }).current;
+
+  const flush = useCallback(() => {
+    r.frame = null;
+    const batch = r.buffer;
+    r.buffer = [];
+    if (batch.length > 0) setState((current) => reduce(current, batch));
+  }, [r]);
+
+  const enqueue = useCallback(
+    (generation: number, action: StreamAction) => {
+      if (generation !== r.generation) return;
+      r.buffer.push(action);
+      if (r.frame === null) r.frame = framesRef.current.request(flush);
+    },
+    [r, flush],
+  );
+
+  const handlersFor = useCallback(
+    (generation: number): StreamHandlers => ({
+      onEvent: (event) => enqueue(generation, { kind: 'event', event }),
+      onError: (failure) => enqueue(generation, { kind: 'failure', failure }),
+      onConnection: (connection) => enqueue(generation, { kind: 'connection', state: connection }),
+      onComplete: () => {
+        if (generation === r.generation) r.handle = null;
+      },
+    }),
+    [r, enqueue],
+  );
+
+  /** Stop reading the current stream and drop what it buffered: a new one replaces it. */
+  const detach = useCallback(() => {
+    r.generation += 1;
+    r.handle?.close();
+    r.handle = null;
+    r.buffer = [];
+    r.stopRequested = false;
+    if (r.frame !== null) framesRef.current.cancel(r.frame);
+    r.frame = null;
+  }, [r]);
+
+  const follow = useCallback(
+    (streamId: string, afterId: string | null) => {
+      const generation = r.generation;
+      const handle = r.transport.resume(streamId, afterId, handlersFor(generation));
+      r.handle = handle.closed ? null : handle;
+    },
+    [r, handlersFor],
+  );
+
+  const start = useCallback(
+    async (request: StartRequest) => {
+      detach();
+      const generation = r.generation;
+      r.request = request;
+      setState({ ...initialStreamState, status: 'connecting', blockType: request.block_type, connection: 'connecting' });
+      try {
+        const handle = await r.transport.start(request, handlersFor(generation));
+        if (generation !== r.generation) {
+          handle.close();
+          return;
+        }
+        r.handle = handle.closed ? null : handle;
+        enqueue(generation, { kind: 'attached', streamId: handle.streamId });
+        if (r.stopRequested && r.handle) await r.handle.stop();
+      } catch (error) {
+        enqueue(generation, { kind: 'failure', failure: failureOf(error) });
+      }
+    },
+    [r, detach, handlersFor, enqueue],
+  );
+
+  const stop = useCallback(async () => {
+    const handle = r.handle;
+    if (handle === null) {
+      r.stopRequested = true; // still starting: stop once the stream has an id
+      return;
+    }
+    try {
+      await handle.stop();
+    } catch (error) {
+      enqueue(r.generation, { kind: 'failure', failure: failureOf(error) });
+    }
+  }, [r, enqueue]);
+
+  const join = useCallback(
+    (streamId: string) => {
+      detach();
+      r.request = null;
+      setState({ ...initialStreamState, status: 'connecting', streamId, connection: 'connecting' });
+      follow(streamId, null);
+    },
+    [r, detach, follow],
+  );
+
+  const retry = useCallback(() => {
+    const current = stateRef.current;
+    if (resumable(current)) {
+      detach();
+      enqueue(r.generation, { kind: 'resuming' });
+      follow(current.streamId as string, current.lastEventId);
+    } else if (r.request !== null) {
+      void start(r.request);
+    } else if (current.streamId !== null) {
+      join(current.streamId);
+    }
+  }, [r, detach, enqueue, follow, start, join]);
+
+  // Switching transport mid-stream: resume on the new one from the same cursor.
+  useEffect(() => {
+    if (r.transport === transport) return;
+    r.transport = transport;
+    const old = r.handle;
+    if (old === null || old.closed) return;
+    const { streamId, lastEventId } = old;
+    old.close();
+    r.generation += 1; // events already buffered stay and are flushed
+    follow(streamId, lastEventId);
+  }, [r, transport, follow]);
+
+  // Unmount: close the connection and drop the pending frame.
+  useEffect(() => () => detach(), [detach]);
+
+  return {
+    ...state,
+    start,
+    stop,
+    retry,
+    join,
+    canContinue: resumable(state),
+    canRetry: retriable(state) && (r.request !== null || state.streamId !== null),
+  };
+}
+
+/** Failed, stopped or cut short: worth another go. A complete answer is not offered one. */
+function retriable(state: AIStreamState): boolean {
+  return state.status === 'error' || (state.status === 'done' && state.outcome !== 'complete');
+}
+
+function resumable(state: AIStreamState): boolean {
+  return state.status === 'error' && state.outcome === null && state.streamId !== null && state.error?.source === 'transport' && state.error.retryable;
+}
+
+export interface AIBlockStreaming extends AIStreaming {
+  blockType: BlockType;
+  /** Start this block for `input`. */
+  run(input: string, options?: BlockOptions): Promise<void>;
+  /** Mermaid source (diagram block); '' for the others. */
+  source: string;
+}
+
+/** `useAIStreaming` for one block: `text` for ask/ELI10, `questions` for a quiz, `source` for a diagram. */
+export function useAIBlockStreaming(blockType: BlockType, options: UseAIStreamingOptions = {}): AIBlockStreaming {
+  const streaming = useAIStreaming(options);
+  const { start } = streaming;
+  const run = useCallback(
+    (input: string, blockOptions?: BlockOptions) =>
+      start(blockOptions ? { block_type: blockType, input, options: blockOptions } : { block_type: blockType, input }),
+    [start, blockType],
+  );
+  return { ...streaming, blockType, run, source: blockType === 'diagram' ? streaming.text : '' };
+}

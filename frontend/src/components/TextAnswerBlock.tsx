@@ -1,0 +1,75 @@
+import { useEffect, useId, useState, type FormEvent } from 'react';
+import type { BlockType } from '../ai/events.ts';
+import { useAIBlockStreaming } from '../ai/streamHooks.ts';
+import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
+import { StreamingMarkdown } from './StreamingMarkdown.tsx';
+
+export interface JoinRequest {
+  streamId: string;
+  /** Changes for each request, so joining the same id twice follows it again. */
+  nonce: number;
+}
+
+export interface TextAnswerBlockProps {
+  blockType: Extract<BlockType, 'ask_question' | 'explain_eli10'>;
+  title: string;
+  description: string;
+  inputLabel: string;
+  submitLabel: string;
+  defaultInput: string;
+  maxTokens?: number;
+  join?: JoinRequest | null;
+}
+
+/** A question or topic in, a streamed Markdown answer out (ask and ELI10 share it). */
+export function TextAnswerBlock(props: TextAnswerBlockProps) {
+  const { blockType, title, description, inputLabel, submitLabel, defaultInput, maxTokens, join } = props;
+  const stream = useAIBlockStreaming(blockType);
+  const [input, setInput] = useState(defaultInput);
+  const inputId = useId();
+  const answerId = useId();
+  const running = stream.status === 'connecting' || stream.status === 'streaming';
+
+  const { join: follow } = stream;
+  useEffect(() => {
+    if (join) follow(join.streamId);
+  }, [join, follow]);
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const text = input.trim();
+    if (text) void stream.run(text, maxTokens ? { max_tokens: maxTokens } : undefined);
+  };
+
+  return (
+    <section className="block" aria-labelledby={`${answerId}-title`} data-block={blockType} data-status={stream.status}>
+      <h2 id={`${answerId}-title`}>{title}</h2>
+      <p className="block-description">{description}</p>
+      <form className="ask-form" onSubmit={submit}>
+        <label htmlFor={inputId}>{inputLabel}</label>
+        <div className="input-row">
+          <input id={inputId} value={input} onChange={(e) => setInput(e.target.value)} maxLength={2000} required />
+          <button type="submit" disabled={running || !input.trim()}>
+            {submitLabel}
+          </button>
+        </div>
+      </form>
+      <StreamStatusBar stream={stream} />
+      <div
+        className="answer"
+        id={answerId}
+        data-testid="answer"
+        aria-live="polite"
+        aria-busy={running}
+        aria-label={`${title}: answer`}
+      >
+        {stream.status === 'idle' ? (
+          <p className="placeholder">The answer appears here as it is written.</p>
+        ) : (
+          <StreamingMarkdown text={stream.text} streaming={running} mend={running || stream.outcome !== 'complete'} />
+        )}
+      </div>
+      <StreamMessages stream={stream} />
+    </section>
+  );
+}

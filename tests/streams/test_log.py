@@ -1,0 +1,231 @@
+"""The stream log contract, run against every backend (``params``): a Redis log joins by adding its name."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from quartapp.config import load_settings
+from quartapp.streams.log import MemoryStreamLog, StreamLog
+from tests.helpers import assert_valid_event
+from tests.redis_server import RedisServer, _redis_server  # noqa: F401
+
+MakeLog = Callable[..., Awaitable[StreamLog]]
+
+START = {
+    "stream_id": "s1",
+    "block_type": "ask_question",
+    "provider": "scripted",
+    "model": "scripted-v1",
+    "scripted": True,
+    "notice": None,
+}
+USAGE = {"input_tokens": 3, "output_tokens": 2}
+
+
+def token(text: str, tokens: int = 1) -> dict[str, object]:
+    return {"text": text, "tokens": tokens}
+
+
+def done(status: str = "complete", text: str = "") -> dict[str, object]:
+    return {
+        "status": status,
+        "reason": "finished",
+        "usage": USAGE,
+        "result": {"block_type": "ask_question", "text": text},
+    }
+
+
+@pytest.fixture(name="make_log", params=["memory", "redis"])
+async def _make_log(request: pytest.FixtureRequest) -> AsyncIterator[MakeLog]:
+    logs: list[StreamLog] = []
+
+    async def make(history: int = 100, retention: float = 60.0) -> StreamLog:
+        if request.param == "memory":
+            log: StreamLog = MemoryStreamLog(history, retention)
+        elif request.param == "redis":
+            from quartapp.streams.redis_log import RedisStreamLog
+
+            server: RedisServer = request.getfixturevalue("redis_server")
+            settings = load_settings(
+                environ={},
+                env_file=None,
+                STREAM_LOG="redis",
+                REDIS_URL=server.url,
+                STREAM_HISTORY_SIZE=history,
+                STREAM_RETENTION_S=retention,
+            )
+            log = RedisStreamLog(settings, prefix=f"c{secrets.token_hex(3)}:")  # keys of this test only
+        else:  # pragma: no cover - a backend this suite does not know yet
+            raise NotImplementedError(request.param)
+        logs.append(log)
+        return log
+
+    yield make
+    for log in logs:
+        await log.close()
+
+
+async def test_create_gives_a_running_stream_with_a_fresh_epoch(make_log: MakeLog) -> None:
+    log = await make_log()
+    one = await log.create("s1", "owner", "quiz")
+    two = await log.create("s2", "owner", "quiz")
+    assert (one.stream_id, one.owner, one.block_type, one.status) == ("s1", "owner", "quiz", "running")
+    assert (one.first_seq, one.last_seq, one.ended_at) == (1, 0, None)
+    assert one.epoch != two.epoch
+    assert abs(one.created_at - time.time()) < 60
+    assert await log.info("nope") is None
+    assert await log.healthy()
+
+
+async def test_append_numbers_events_and_read_returns_them_in_order(make_log: MakeLog) -> None:
+    log = await make_log()
+    info = await log.create("s1", "", "ask_question")
+    entries = [await log.append("s1", "start", START)]
+    entries += [await log.append("s1", "token", token(c)) for c in "abcde"]
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert [e.id for e in entries] == [f"{info.epoch}-{i}" for i in range(1, 7)]
+    for entry in entries:
+        assert_valid_event(json.loads(entry.ws), "ws")
+    assert [e.seq for e in await log.read("s1", 0, 100)] == [1, 2, 3, 4, 5, 6]
+    assert [e.seq for e in await log.read("s1", 3, 100)] == [4, 5, 6]
+    assert [e.seq for e in await log.read("s1", 1, 2)] == [2, 3]
+    assert await log.read("s1", 6, 100) == []
+    assert await log.read("s1", 60, 100) == []
+    assert await log.read("nope", 0, 100) == []
+    after = await log.info("s1")
+    assert after is not None and (after.first_seq, after.last_seq, after.status) == (1, 6, "running")
+
+
+async def test_terminal_event_ends_the_stream(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    await log.append("s1", "token", token("hi"))
+    await log.append("s1", "done", done("stopped", "hi"))
+    info = await log.info("s1")
+    assert info is not None and info.status == "stopped" and info.ended_at is not None
+
+
+async def test_wait_returns_at_once_when_events_are_there(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    await log.append("s1", "token", token("a"))
+    async with asyncio.timeout(1):
+        assert [e.seq for e in await log.wait("s1", 0, 30.0)] == [1]
+
+
+async def test_wait_wakes_on_append(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    await log.append("s1", "token", token("a"))
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await log.append("s1", "token", token("b"))
+        await log.append("s1", "token", token("c"))
+
+    writer = asyncio.create_task(later())
+    started = time.monotonic()
+    async with asyncio.timeout(2):
+        entries = await log.wait("s1", 1, 5.0)
+    assert entries and entries[0].seq == 2
+    assert time.monotonic() - started < 1.0
+    await writer
+    assert [e.seq for e in await log.read("s1", 1, 10)] == [2, 3]
+
+
+async def test_wait_times_out_empty(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    started = time.monotonic()
+    assert await log.wait("s1", 0, 0.05) == []
+    assert 0.04 <= time.monotonic() - started < 1.0
+    assert await log.wait("nope", 0, 0.05) == []
+
+
+async def test_many_waiters_all_wake(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    waiters = [asyncio.create_task(log.wait("s1", 0, 5.0)) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    await log.append("s1", "token", token("x"))
+    async with asyncio.timeout(2):
+        results = await asyncio.gather(*waiters)
+    assert all([e.seq for e in r] == [1] for r in results)
+
+
+async def test_history_is_bounded_and_first_seq_moves(make_log: MakeLog) -> None:
+    log = await make_log(history=16)
+    await log.create("s1", "", "ask_question")
+    for i in range(40):
+        await log.append("s1", "token", token(str(i)))
+    info = await log.info("s1")
+    assert info is not None and (info.first_seq, info.last_seq) == (25, 40)
+    kept = await log.read("s1", 0, 100)
+    assert [e.seq for e in kept] == list(range(25, 41))
+    assert [e.seq for e in await log.read("s1", 30, 100)] == list(range(31, 41))
+    assert [e.seq for e in await log.read("s1", 24, 3)] == [25, 26, 27]
+    # the fold still covers everything, trimmed or not
+    state, through = await log.snapshot("s1")
+    assert through == 40 and state["text"] == "".join(str(i) for i in range(40)) and state["output_tokens"] == 40
+
+
+async def test_snapshot_folds_the_stream(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "quiz")
+    await log.append("s1", "start", START)
+    await log.append("s1", "token", token('{"q', 2))
+    question = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer_index": 1, "explanation": "b."}
+    await log.append("s1", "quiz.question", {"index": 0, "question": question})
+    await log.append("s1", "token", token('"}', 1))
+    state, through = await log.snapshot("s1")
+    assert through == 4
+    assert state == {"start": START, "text": '{"q"}', "questions": [question], "output_tokens": 3}
+    assert_valid_event({"id": "ab-4", "type": "snapshot", "data": state}, "sse")
+
+
+async def test_finished_stream_expires_after_retention(make_log: MakeLog) -> None:
+    log = await make_log(retention=0.1)
+    info = await log.create("s1", "", "ask_question")
+    await log.create("running", "", "ask_question")
+    await log.append("s1", "done", done())
+    assert await log.info("s1") is not None
+    assert await log.find_by_epoch(info.epoch) == "s1"
+    await asyncio.sleep(0.15)
+    assert await log.info("s1") is None
+    assert await log.find_by_epoch(info.epoch) is None
+    assert await log.read("s1", 0, 10) == []
+    running = await log.info("running")  # retention counts from the end: a running stream stays
+    assert running is not None and running.status == "running"
+
+
+async def test_expired_streams_are_dropped_when_new_ones_start(make_log: MakeLog) -> None:
+    log = await make_log(retention=0.05)
+    old = await log.create("old", "", "ask_question")
+    await log.append("old", "error", {"code": "x", "message": "m", "status": "failed", "retryable": False})
+    await asyncio.sleep(0.1)
+    await log.create("new", "", "ask_question")
+    assert await log.find_by_epoch(old.epoch) is None
+
+
+async def test_find_by_epoch(make_log: MakeLog) -> None:
+    log = await make_log()
+    one = await log.create("s1", "", "ask_question")
+    two = await log.create("s2", "", "ask_question")
+    assert await log.find_by_epoch(one.epoch) == "s1"
+    assert await log.find_by_epoch(two.epoch) == "s2"
+    assert await log.find_by_epoch("ffffffffff") is None
+
+
+async def test_stop_requests_reach_the_registered_handler(make_log: MakeLog) -> None:
+    log = await make_log()
+    await log.create("s1", "", "ask_question")
+    asked: list[str] = []
+    log.on_stop_request(asked.append)
+    await log.request_stop("s1")
+    assert asked == ["s1"]
