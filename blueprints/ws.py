@@ -109,7 +109,7 @@ async def streams_socket() -> None:
             if isinstance(raw, bytes):
                 await websocket.close(1003, "binary frames are not accepted; send JSON text")
                 return
-            if len(raw) > max_bytes:
+            if len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes:  # the limit is in bytes
                 await websocket.close(1009, f"message larger than {max_bytes} bytes")
                 return
             try:

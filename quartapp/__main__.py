@@ -29,7 +29,10 @@ def hypercorn_config(settings: Settings) -> Config:
     config.graceful_timeout = settings.GRACEFUL_TIMEOUT_S
     config.keep_alive_timeout = 75  # above common load balancer idle timeouts (60 s)
     config.websocket_max_message_size = settings.WS_MAX_MESSAGE_BYTES
-    config.websocket_ping_interval = 20  # detect vanished browser tabs
+    # No Hypercorn pings: its ping task sleeps 20 s before it sees a closed socket, which holds
+    # every shutdown for the whole graceful timeout. Vanished readers are found by the send
+    # timeout (quartapp/asgi.py, blueprints/ws.py) instead.
+    config.websocket_ping_interval = None
     config.read_timeout = None  # an SSE client sends nothing after its request: never time reads
     config.accesslog = None
     config.errorlog = "-"

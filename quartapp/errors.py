@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 
 from pydantic import BaseModel, ConfigDict
-from quart import Quart, Request, Response, jsonify
+from quart import Quart, Request, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from .engine import InputError, RunFailed, StreamingDisabled
+from .streams.log import LogUnavailable
 from .streams.manager import StreamNotFound
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,23 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(StreamNotFound)
     async def _not_found(exc: StreamNotFound) -> Response:
         return error_response(404, "stream_not_found", "no such stream", "stream_id")
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def _not_utf8(exc: UnicodeDecodeError) -> Response:
+        return error_response(400, "invalid_json", "the body is not valid UTF-8 JSON")
+
+    @app.before_request
+    async def _json_bodies_only() -> Response | None:
+        """A body on our API is JSON or nothing: anything else is 415, before it is read."""
+        if request.method in ("POST", "PUT", "PATCH") and (request.content_length or 0) > 0 and not request.is_json:
+            return error_response(415, "unsupported_media_type", "send the body as application/json")
+        return None
+
+    @app.errorhandler(LogUnavailable)
+    async def _log_unavailable(exc: LogUnavailable) -> Response:
+        response = error_response(503, "log_unavailable", "the stream log is unreachable; try again shortly")
+        response.headers["Retry-After"] = "2"
+        return response
 
     @app.errorhandler(StreamingDisabled)
     async def _streaming_off(exc: StreamingDisabled) -> Response:

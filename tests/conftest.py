@@ -39,6 +39,7 @@ from quartapp.app import Services, create_app
 from quartapp.config import FIELDS, ROOT, Settings, load_settings
 from quartapp.providers.scripted import ScriptedProvider
 from quartapp.streams.manager import StreamManager
+from tests.redis_server import _own_redis, _redis_server  # noqa: F401  (session-wide real Redis fixtures)
 
 #: Token interval of the shared server: fast, but spread over time.
 DEFAULT_INTERVAL_MS = 3.0

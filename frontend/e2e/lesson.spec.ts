@@ -12,12 +12,30 @@ const QUESTION = 'Why do leaves look green';
 for (const transport of ['sse', 'sse-fetch', 'websocket'] as const) {
   test(`ask: the answer grows through intermediate states (${transport})`, async ({ page, request }) => {
     const expected = await expectedAnswer(request, 'ask_question', QUESTION, 160);
+    const socketsClosed: Promise<void>[] = [];
+    page.on('websocket', (ws) => socketsClosed.push(new Promise((resolve) => ws.on('close', () => resolve()))));
     await page.goto(transport === 'sse' ? '/' : `/?transport=${transport}`);
     await recordGrowth(page);
     await ask(page, QUESTION);
     await waitForStatus(page, 'ask_question', 'Streaming');
     await expect(block(page, 'ask_question').locator('.markdown.streaming')).toBeVisible();
+    // the caret: drawn after the last thing written
+    const caret = await answer(page).evaluate((el) => {
+      const last = el.querySelector('.markdown.streaming > :last-child');
+      return last ? getComputedStyle(last, '::after').content : null;
+    });
+    expect(caret).toContain('▍');
+    if (transport === 'sse') {
+      await expect.poll(async () => ((await answer(page).textContent()) ?? '').length).toBeGreaterThan(60);
+      await block(page, 'ask_question').screenshot({ path: join(SCREENSHOTS, 'ask-question-streaming.png'), animations: 'disabled' });
+    }
     await waitForStatus(page, 'ask_question', 'Done');
+    await expect(block(page, 'ask_question').locator('.markdown.streaming')).toHaveCount(0);
+    if (transport === 'websocket') {
+      // the last stream on the socket ended: the socket is closed, nothing left open
+      expect(socketsClosed).toHaveLength(1);
+      await socketsClosed[0];
+    }
 
     const final = collapse((await answer(page).textContent()) ?? '');
     expect(final).toBe(expected);

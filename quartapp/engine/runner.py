@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, Usage
+from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, ProviderTimeout, Usage
 from ..streams.events import BlockResult
 from .blocks import BLOCK_TYPES, BlockRequest, BlockType, generation_request, quiz_retry_request, token_budget
 from .shapers import Event, QuizShaper, make_shaper
@@ -76,6 +76,7 @@ class Run:
         self._usage: Usage | None = None
         self.finish_reason = "finished"
         self.final: BlockResult | None = None
+        self._last_delta = 0.0
 
     def result(self) -> BlockResult:
         """What was produced so far (partial while running)."""
@@ -128,7 +129,9 @@ class Run:
     async def _generate(self, gen: GenerationRequest) -> AsyncGenerator[Event, None]:
         """One provider call: deltas -> coalesced batches -> shaped events. Raises ProviderError."""
         queue: asyncio.Queue[object] = asyncio.Queue()
+        self._last_delta = time.monotonic()
         pump = asyncio.create_task(self._pump(self._engine.provider, gen, queue))
+        watchdog = asyncio.create_task(self._watchdog(pump, queue))
         max_batch = self._engine.settings.COALESCE_MAX_TOKENS
         stamp = self._engine.settings.EVENT_TIMESTAMPS
         pending: object = None
@@ -162,10 +165,25 @@ class Run:
                             event[1]["t"] = taken
                         yield event
         finally:
+            watchdog.cancel()
             if not pump.done():
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
+
+    async def _watchdog(self, pump: asyncio.Task[None], queue: asyncio.Queue[object]) -> None:
+        """End a provider that goes quiet for TOKEN_TIMEOUT_S, whatever the provider.
+
+        One timer per generation, checking a timestamp the pump updates per delta,
+        instead of a timeout armed around every token.
+        """
+        timeout = self._engine.settings.TOKEN_TIMEOUT_S
+        while not pump.done():
+            await asyncio.sleep(min(timeout / 4, 1.0))
+            if time.monotonic() - self._last_delta > timeout and not pump.done():
+                pump.cancel()
+                queue.put_nowait(ProviderTimeout(f"the model sent nothing for {timeout:g} s"))
+                return
 
     def _note(self, delta: Delta) -> None:
         self._output_tokens += delta.tokens
@@ -178,6 +196,7 @@ class Run:
         try:
             async with contextlib.aclosing(provider.stream(gen)) as deltas:
                 async for delta in deltas:
+                    self._last_delta = time.monotonic()
                     queue.put_nowait(delta)
         except asyncio.CancelledError:
             raise

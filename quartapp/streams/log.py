@@ -110,6 +110,14 @@ class StreamLog(Protocol):
 
     async def request_stop(self, stream_id: str) -> None: ...
 
+    async def touch_reader(self, stream_id: str, ttl_s: float) -> None:
+        """Record that a reader on this instance follows the stream (for the detach grace)."""
+        ...
+
+    async def has_readers(self, stream_id: str) -> bool:
+        """Whether a reader on any *other* instance followed the stream within its ttl."""
+        ...
+
     def on_stop_request(self, handler: StopHandler) -> None: ...
 
     async def close(self) -> None: ...
@@ -222,6 +230,12 @@ class MemoryStreamLog:
 
     def on_stop_request(self, handler: StopHandler) -> None:
         self._stop_handler = handler
+
+    async def touch_reader(self, stream_id: str, ttl_s: float) -> None:
+        return None  # one process: the manager counts its readers itself
+
+    async def has_readers(self, stream_id: str) -> bool:
+        return False
 
     async def close(self) -> None:
         self._streams.clear()

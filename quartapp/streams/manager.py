@@ -67,6 +67,7 @@ class StreamManager:
         self.log = stream_log
         self._producers: dict[str, _Producer] = {}
         self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
         self.metrics = Metrics(lambda: len(self._producers))
         stream_log.on_stop_request(self._stop_requested)
 
@@ -134,10 +135,10 @@ class StreamManager:
             if task is not None:
                 task.uncancel()  # a stop we asked for: finish the log, then end normally
             status, reason = producer.end_reason
-            await self.log.append(stream_id, "done", run.done_data(status, reason))
+            await self._append_end(stream_id, "done", run.done_data(status, reason))
         except Exception:
             log.exception("stream %s producer failed", stream_id)
-            await self.log.append(
+            await self._append_end(
                 stream_id, "error", run.error_data("internal_error", "the stream failed", "failed", True)
             )
         finally:
@@ -153,6 +154,13 @@ class StreamManager:
         except LogUnavailable:
             return None
 
+    async def _append_end(self, stream_id: str, event_type: str, data: dict[str, object]) -> None:
+        """The terminal event, when the log can still take it (else readers learn of it as producer_lost)."""
+        try:
+            await self.log.append(stream_id, event_type, data)
+        except (Fenced, LogUnavailable) as exc:
+            log.warning("stream %s: could not log its end: %s", stream_id, exc)
+
     def _arm_grace(self, producer: _Producer) -> None:
         if producer.grace is not None:
             producer.grace.cancel()
@@ -161,8 +169,18 @@ class StreamManager:
 
     def _abandon(self, producer: _Producer) -> None:
         if producer.readers == 0:
-            log.info("stream %s abandoned: no reader for %ss", producer.stream_id, self.settings.STREAM_DETACH_GRACE_S)
-            self._cancel(producer, "interrupted", "abandoned")
+            task = asyncio.create_task(self._abandon_unless_read_elsewhere(producer))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _abandon_unless_read_elsewhere(self, producer: _Producer) -> None:
+        if producer.readers or producer.stream_id not in self._producers:
+            return
+        if await self.log.has_readers(producer.stream_id):
+            self._arm_grace(producer)  # read through another instance: look again later
+            return
+        log.info("stream %s abandoned: no reader for %ss", producer.stream_id, self.settings.STREAM_DETACH_GRACE_S)
+        self._cancel(producer, "interrupted", "abandoned")
 
     def _cancel(self, producer: _Producer, status: str, reason: str) -> None:
         if producer.end_reason is None and producer.task is not None and not producer.task.done():
@@ -218,6 +236,10 @@ class StreamManager:
             if producer.grace is not None:
                 producer.grace.cancel()
                 producer.grace = None
+        remote = producer is None and info.status == "running"
+        grace = self.settings.STREAM_DETACH_GRACE_S
+        touched = 0.0
+        after = 0
         try:
             after, first = await self._position(info, cursor)
             if cursor:
@@ -229,6 +251,9 @@ class StreamManager:
             heartbeat = self.settings.HEARTBEAT_INTERVAL_S
             limit = self.settings.STREAM_HISTORY_SIZE
             while True:
+                if remote and time.monotonic() - touched > grace / 3:
+                    touched = time.monotonic()
+                    await self.log.touch_reader(stream_id, grace + heartbeat)
                 entries = await self.log.read(stream_id, after, limit)
                 if not entries:
                     entries = await self.log.wait(stream_id, after, heartbeat)
@@ -241,6 +266,15 @@ class StreamManager:
                 yield entries
                 if entries[-1].type in TERMINAL:
                     return
+        except LogUnavailable as exc:
+            log.warning("stream %s: reader ended, log unavailable: %s", stream_id, exc)
+            data: dict[str, object] = {
+                "code": "log_unavailable",
+                "message": "the stream log is unreachable; resume in a moment",
+                "status": "interrupted",
+                "retryable": True,
+            }
+            yield [Entry(stream_id, info.epoch, after, "error", data)]  # the cursor stays where it was
         finally:
             if producer is not None:
                 producer.readers -= 1

@@ -581,6 +581,23 @@ class RedisStreamLog:
     def on_stop_request(self, handler: StopHandler) -> None:
         self._stop_handler = handler
 
+    # -- reader presence (the detach grace counts readers on every instance) --
+
+    def _readers_key(self, stream_id: str) -> str:
+        return f"{self._prefix}{{{stream_id}}}:readers"
+
+    async def touch_reader(self, stream_id: str, ttl_s: float) -> None:
+        try:
+            await self._redis.set(self._readers_key(stream_id), self._instance, px=max(1, int(ttl_s * 1000)))
+        except _TRANSIENT as exc:
+            log.warning("redis: reader presence of %s not recorded: %s", stream_id, exc)
+
+    async def has_readers(self, stream_id: str) -> bool:
+        try:
+            return bool(await self._redis.exists(self._readers_key(stream_id)))
+        except _TRANSIENT:
+            return True  # cannot tell: do not abandon a stream someone may be reading
+
     # -- background tasks --------------------------------------------------
 
     def _start_tasks(self) -> None:

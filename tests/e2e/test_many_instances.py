@@ -19,7 +19,7 @@ import pytest
 from quartapp.config import load_settings
 from tests.conftest import TEST_SETTINGS, Server, start_server
 from tests.helpers import assert_contiguous, read_sse, seq_of, terminal_of, types_of
-from tests.redis_server import RedisServer, _redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 
 QUESTION = "Why is the sky blue?"
 

@@ -13,7 +13,7 @@ import pytest
 from quartapp.config import load_settings
 from quartapp.streams.log import MemoryStreamLog, StreamLog
 from tests.helpers import assert_valid_event
-from tests.redis_server import RedisServer, _redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 
 MakeLog = Callable[..., Awaitable[StreamLog]]
 

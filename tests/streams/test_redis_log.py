@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from quartapp.config import load_settings
 from quartapp.streams.log import Fenced, LogUnavailable
 from quartapp.streams.redis_log import APPEND_RETRY_S, RedisStreamLog
-from tests.redis_server import RedisServer, _own_redis, _redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 
 MakeLog = Callable[..., RedisStreamLog]
 
