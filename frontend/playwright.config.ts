@@ -34,7 +34,9 @@ function distIsStale(): boolean {
 }
 
 process.env.E2E_PORT ??= freePort();
+process.env.E2E_LOCAL_PORT ??= freePort();
 const port = process.env.E2E_PORT;
+const localPort = process.env.E2E_LOCAL_PORT;
 const baseURL = `http://127.0.0.1:${port}`;
 const python = process.env.E2E_PYTHON ?? join(repoRoot, '.venv', 'bin', 'python');
 const build = distIsStale() ? `(cd "${here}" && npm run --silent build) && ` : '';
@@ -65,7 +67,7 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
+  webServer: [{
     command: `${build}exec "${python}" -m quartapp`,
     cwd: repoRoot,
     url: `${baseURL}/healthz`,
@@ -81,5 +83,22 @@ export default defineConfig({
       PORT: port,
       FRONTEND_DIST: join(here, 'dist'),
     },
-  },
+  }, {
+    // the real local model (SmolLM2 via llama.cpp), for e2e/local-model.spec.ts
+    command: `exec "${python}" -m quartapp`,
+    cwd: repoRoot,
+    url: `http://127.0.0.1:${localPort}/readyz`,
+    reuseExistingServer: false,
+    timeout: 180_000,
+    stdout: 'ignore',
+    stderr: 'pipe',
+    env: {
+      ...(process.env as Record<string, string>),
+      AI_PROVIDER: 'local',
+      MAX_TOKENS: '64',
+      HOST: '127.0.0.1',
+      PORT: localPort,
+      FRONTEND_DIST: join(here, 'dist'),
+    },
+  }],
 });
