@@ -57,7 +57,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 from .events import TERMINAL, Entry
-from .log import Fenced, LogUnavailable, StopHandler, StreamInfo
+from .log import Fenced, LogUnavailable, StopHandler, StreamInfo, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ return token
 # ARGV: 1 mode (p = producer, t = takeover)  2 token | expected last_seq  3 append id  4 type  5 json
 #       6 maxlen  7 lease_ms  8 text  9 tokens  10 question json  11 start json  12 end status
 #       13 ended_at  14 retention_ms  15 safety_ms  16 the producer's last acknowledged seq (0 = unknown)
-# Returns {seq, epoch, last_seq found}; {-1} fenced or ended; {-2} no such stream; {-3} takeover not due.
+# Returns {seq, epoch, last_seq found}; {-1} fenced or ended; {-2} no such stream; {-3} takeover not due;
+# {-4} Redis lost events it had acknowledged to this producer (the producer re-bases, see _REBASE).
 _APPEND = """
 local m = redis.call('HMGET', KEYS[2], 'status', 'last_seq', 'append_id', 'epoch')
 if not m[1] then return {-2} end
@@ -131,7 +132,7 @@ elseif lease or m[2] ~= ARGV[2] then
   return {-3}
 end
 local last = tonumber(m[2])
-if tonumber(ARGV[16]) > last then last = tonumber(ARGV[16]) end  -- Redis lost acked events: never reuse their ids
+if ARGV[1] == 'p' and tonumber(ARGV[16]) > last then return {-4, m[4], last} end  -- Redis lost acked events
 local seq = last + 1
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], string.format('0-%d', seq), 't', ARGV[4], 'd', ARGV[5])
 if seq == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[15]) end
@@ -155,12 +156,29 @@ return {seq, m[4], tonumber(m[2])}
 
 # KEYS: events meta   ARGV: after limit history.  Returns {epoch, entries} or false.
 _READ = """
-local m = redis.call('HMGET', KEYS[2], 'epoch', 'last_seq')
+local m = redis.call('HMGET', KEYS[2], 'epoch', 'last_seq', 'first_seq')
 if not m[1] then return false end
 local last = tonumber(m[2])
-local first = math.max(tonumber(ARGV[1]) + 1, last - tonumber(ARGV[3]) + 1)
+local first = math.max(tonumber(ARGV[1]) + 1, last - tonumber(ARGV[3]) + 1, tonumber(m[3] or 1))
 if first > last then return {m[1], {}} end
 return {m[1], redis.call('XRANGE', KEYS[1], string.format('0-%d', first), '+', 'COUNT', ARGV[2])}
+"""
+
+# Redis came back from an older snapshot and lost events it had acknowledged: start a new
+# incarnation of the stream's log rather than a silent gap. New epoch (old cursors get a reset),
+# history restarts after the hole (first_seq), and the state is re-seeded from the producer's.
+# KEYS: events meta text questions new-epoch-key
+# ARGV: epoch acked_last_seq text output_tokens start_json stream_id safety_ms question_json...
+_REBASE = """
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[2], 'epoch', ARGV[1], 'last_seq', ARGV[2], 'first_seq', tonumber(ARGV[2]) + 1,
+  'output_tokens', ARGV[4], 'append_id', '')
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'start', ARGV[5]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[7]) end
+for i = 8, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+if #ARGV >= 8 then redis.call('PEXPIRE', KEYS[4], ARGV[7]) end
+redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[7])
+return 1
 """
 
 # KEYS: lease meta   ARGV: token lease_ms.  1 = still ours, 0 = lost (stolen or the stream ended).
@@ -236,8 +254,10 @@ class RedisStreamLog:
         self._append = self._redis.register_script(_APPEND)
         self._read = self._redis.register_script(_READ)
         self._renew = self._redis.register_script(_RENEW)
+        self._rebase_script = self._redis.register_script(_REBASE)
         self._produced: dict[str, str] = {}  # stream id -> our lease token
         self._acked: dict[str, int] = {}  # stream id -> the last seq Redis acknowledged to us
+        self._states: dict[str, StreamState] = {}  # what we produced, to re-seed a rolled-back Redis
         self._tails: dict[str, _Tail] = {}
         self._poll_keys: frozenset[str] = frozenset()
         self._polling = False
@@ -314,7 +334,13 @@ class RedisStreamLog:
         return await self._run_append(stream_id, keys, args, data, budget=APPEND_RETRY_S)
 
     async def _run_append(
-        self, stream_id: str, keys: list[str], args: list[Any], data: dict[str, Any], budget: float
+        self,
+        stream_id: str,
+        keys: list[str],
+        args: list[Any],
+        data: dict[str, Any],
+        budget: float,
+        rebased: bool = False,
     ) -> Entry:
         async def attempt() -> list[Any]:
             if args[11] and keys[5] == self._epoch_key(""):  # terminal: the epoch key expires too
@@ -329,6 +355,9 @@ class RedisStreamLog:
             self._forget(stream_id)  # stop renewing: readers will see producer_lost
             raise
         seq = int(result[0])
+        if seq == -4 and rebased is False:
+            await self._rebase(stream_id, int(args[15]))
+            return await self._run_append(stream_id, keys, args, data, budget, rebased=True)
         if seq == -2:
             self._forget(stream_id)
             raise LogUnavailable(f"stream {stream_id} is gone from the log (expired, or Redis lost its data)")
@@ -345,6 +374,7 @@ class RedisStreamLog:
         if args[0] == "p" and not args[11]:
             self._produced[stream_id] = args[1]
             self._acked[stream_id] = seq
+            self._states.setdefault(stream_id, StreamState()).apply(args[3], data)
         elif args[11]:
             self._forget(stream_id)
         tail = self._tails.get(stream_id)
@@ -357,6 +387,25 @@ class RedisStreamLog:
         """We no longer produce this stream: stop renewing its lease."""
         self._produced.pop(stream_id, None)
         self._acked.pop(stream_id, None)
+        self._states.pop(stream_id, None)
+
+    async def _rebase(self, stream_id: str, acked: int) -> None:
+        """Redis lost events it had acknowledged: a new incarnation with our state (see _REBASE)."""
+        state = self._states.get(stream_id, StreamState())
+        epoch = secrets.token_hex(4)
+        events, meta, text, questions, _ = self._keys(stream_id)
+        args: list[Any] = [
+            epoch, acked, "".join(state.parts), state.output_tokens,
+            to_json(state.start) if state.start else b"", stream_id, self._safety_ms,
+            *(to_json(q) for q in state.questions),
+        ]  # fmt: skip
+        keys = [events, meta, text, questions, self._epoch_key(epoch)]
+
+        async def rebase() -> object:
+            return await self._rebase_script(keys, args)
+
+        await self._retrying(APPEND_RETRY_S, rebase)
+        log.warning("stream %s: redis lost acknowledged events; re-based as epoch %s after %d", stream_id, epoch, acked)
 
     async def _retrying(self, budget: float, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``; ride out connection errors with short backoff for ``budget`` s, then LogUnavailable."""
@@ -511,12 +560,12 @@ class RedisStreamLog:
             log.warning("stream %s: producer lost (lease expired); ended it as interrupted", stream_id)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
-        fields = ["owner", "block_type", "created_at", "epoch", "status", "ended_at", "last_seq"]
+        fields = ["owner", "block_type", "created_at", "epoch", "status", "ended_at", "last_seq", "first_seq"]
         try:
             values: list[Any] = await self._redis.hmget(self._keys(stream_id)[1], fields)
         except _TRANSIENT as exc:
             raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        owner, block_type, created_at, epoch, status, ended_at, last = values
+        owner, block_type, created_at, epoch, status, ended_at, last, first = values
         if epoch is None:
             return None
         last_seq = int(last)
@@ -526,7 +575,7 @@ class RedisStreamLog:
             owner=owner.decode(),
             block_type=block_type.decode(),
             created_at=float(created_at),
-            first_seq=max(1, last_seq - self._history + 1),
+            first_seq=max(int(first or 1), last_seq - self._history + 1),
             last_seq=last_seq,
             status=status.decode(),
             ended_at=float(ended_at) if ended_at else None,

@@ -353,7 +353,9 @@ async def test_redis_crash_losing_events_never_reuses_their_ids(
     make_own_log: MakeLog, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis restarts without its last writes (a crash after the last snapshot): the producer's
-    next event must not take the id of an event a reader may already hold."""
+    next event must not take the id of an event a reader may already hold, and the log becomes a
+    new incarnation (new epoch, history after the hole, the producer's full state) so that no
+    reader can read across the hole unknowingly."""
     a = make_own_log()
     await a.create("s1", "", "ask_question")
     for i in range(3):
@@ -363,7 +365,14 @@ async def test_redis_crash_losing_events_never_reuses_their_ids(
         await a.append("s1", "token", _token(str(i)))  # seqs 4..6: acknowledged, then lost
     await asyncio.to_thread(own_redis.kill)
     await asyncio.to_thread(own_redis.start)
+    before = await a.info("s1")
     entry = await a.append("s1", "token", _token("after"))
     assert entry.seq == 7
-    assert [e.seq for e in await a.read("s1", 0, 10)] == [1, 2, 3, 7]
-    assert "redis lost events 4..6" in caplog.text
+    info = await a.info("s1")
+    assert info is not None and before is not None
+    assert info.epoch != before.epoch and entry.id == f"{info.epoch}-7"
+    assert info.first_seq == 7  # the events before the hole are not served any more
+    assert [e.seq for e in await a.read("s1", 0, 10)] == [7]
+    state, through = await a.snapshot("s1")
+    assert through == 7 and state["text"] == "012345after"  # nothing the producer sent is lost
+    assert "redis lost acknowledged events" in caplog.text

@@ -1,0 +1,86 @@
+"""Two fixes to Hypercorn 0.18's asyncio TCP server that long-lived streams need.
+
+Applied by :func:`install`, which ``quartapp.__main__.hypercorn_config`` calls:
+whoever builds our Hypercorn config gets them, nothing is patched on import.
+
+1. **A connection whose writes stay blocked is aborted.** A frozen reader (a
+   suspended laptop, ``curl`` stopped with Ctrl-Z) stops reading; Hypercorn's
+   ``drain()`` then waits forever, and on close ``wait_closed()`` waits for the
+   buffer to flush, also forever: the fd, two tasks and megabytes of buffer
+   stay held (found by tests/faults/test_slow_reader.py). Here a drain or a
+   close that takes longer than ``config.write_timeout`` aborts the transport
+   (RST). The common write, which the kernel takes at once, pays nothing: the
+   timer is armed only when the write left bytes buffered.
+2. **A client's EOF ends an idle connection.** Hypercorn's h11 layer ignores
+   EOF between requests, so a closed keep-alive connection sat in CLOSE_WAIT,
+   holding its fd and tasks, until ``keep_alive_timeout`` (75 s here; found by
+   tests/faults/test_disconnect_cancel.py).
+
+DO NOT remove without re-running tests/faults: both are Hypercorn behaviour,
+not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.metadata import version
+from typing import Any
+
+import hypercorn.asyncio.run as hypercorn_run
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.events import Closed, Event, RawData
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.18.0"
+DEFAULT_WRITE_TIMEOUT_S = 5.0
+
+
+class StreamingTCPServer(TCPServer):
+    def _write_timeout(self) -> float:
+        return float(getattr(self.config, "write_timeout", DEFAULT_WRITE_TIMEOUT_S))
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        async with self.send_lock:
+            try:
+                self.writer.write(event.data)
+                if self.writer.transport.get_write_buffer_size():
+                    await asyncio.wait_for(self.writer.drain(), self._write_timeout())
+            except TimeoutError:
+                log.info("connection aborted: the client read nothing for %ss", self._write_timeout())
+                self.writer.transport.abort()
+                await self.protocol.handle(Closed())
+            except (ConnectionError, RuntimeError):
+                await self.protocol.handle(Closed())
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        await self.idle_task.stop()  # the peer is gone: do not wait out keep_alive_timeout
+
+    async def _close(self) -> None:
+        try:
+            self.writer.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):
+            pass
+        try:
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), self._write_timeout())
+        except TimeoutError:
+            self.writer.transport.abort()  # unread bytes would hold the connection forever
+        except (BrokenPipeError, ConnectionAbortedError, ConnectionResetError, RuntimeError, asyncio.CancelledError):
+            pass
+        finally:
+            await self.idle_task.stop()
+
+
+def install(config: Any, write_timeout_s: float) -> None:
+    """Use :class:`StreamingTCPServer` for Hypercorn's asyncio worker; set the write timeout."""
+    config.write_timeout = write_timeout_s
+    if version("hypercorn") != VERSION:
+        log.warning("hypercorn %s: streaming fixes are for %s and were not applied", version("hypercorn"), VERSION)
+        return
+    hypercorn_run.TCPServer = StreamingTCPServer  # type: ignore[attr-defined,misc]
