@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${SHARED_BENCH:-$root/../shared/bench}"
 [ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
-product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true MAX_TOKENS=100000 STREAM_DETACH_GRACE_S=5"
+product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
 product="$product STREAM_RETENTION_S=5 PORT={port} $root/.venv/bin/python -m quartapp"
 mkdir -p "$root/bench/results"
 cd "$root"

@@ -6,10 +6,12 @@ from quart import Blueprint, Response
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from quartapp.app import services
-from quartapp.engine import BLOCK_TYPES
+from quartapp.engine import BLOCK_TYPES, RunFailed
 from quartapp.errors import APIError, ErrorBody
 from quartapp.schemas import BlockBody, BlockResponse, OneShotQuery
+from quartapp.security import starts_generation
 from quartapp.streams.events import parse_event_id
+from quartapp.streams.manager import StreamNotFound
 
 from .identity import owner_id
 from .sse import cursor_from_request, stream_response
@@ -26,6 +28,7 @@ def _known(block_type: str) -> None:
 
 
 @bp.post("/<block_type>")
+@starts_generation
 @validate_request(BlockBody)
 @validate_response(BlockResponse, 200)
 @validate_response(ErrorBody, 422)
@@ -34,7 +37,15 @@ async def complete(block_type: str, data: BlockBody) -> BlockResponse:
     _known(block_type)
     core = services()
     block = core.engine.prepare(block_type, data.input, data.options.max_tokens, data.options.num_questions)
-    done = await core.engine.complete(block)
+    lease = await core.limits.admit(owner_id())  # before the model is called
+    try:
+        done = await core.engine.complete(block)
+        lease.tokens = done.usage.input_tokens + done.usage.output_tokens
+    except RunFailed as exc:
+        lease.tokens = exc.usage.input_tokens + exc.usage.output_tokens if exc.usage else 0
+        raise
+    finally:
+        await core.limits.release(lease)
     info = core.provider.info
     return BlockResponse(
         result=done.result,
@@ -47,6 +58,7 @@ async def complete(block_type: str, data: BlockBody) -> BlockResponse:
 
 
 @sse_bp.get("/<block_type>")
+@starts_generation
 @validate_querystring(OneShotQuery)
 async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
     """Start a block and stream it in this response: the simplest EventSource client.
@@ -61,9 +73,15 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
     if cursor:
         parsed = parse_event_id(cursor)
         stream_id = await core.streams.log.find_by_epoch(parsed[0]) if parsed else None
-        if stream_id is None:
-            raise APIError(404, "stream_not_found", "the stream this cursor belongs to is gone", "Last-Event-ID")
-        info = await core.streams.info(stream_id, owner)
+        try:
+            if stream_id is None:
+                raise StreamNotFound(cursor)
+            info = await core.streams.info(stream_id, owner)
+        except StreamNotFound:
+            # gone, or someone else's: the same answer, so the two cannot be told apart
+            raise APIError(
+                404, "stream_not_found", "the stream this cursor belongs to is gone", "Last-Event-ID"
+            ) from None
         return stream_response(info, cursor, owner)
     texts = [t for t in (query_args.input, query_args.question, query_args.topic) if t is not None]
     if len(texts) != 1:

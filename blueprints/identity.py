@@ -1,8 +1,10 @@
-"""Who is asking: the owner key every stream is bound to."""
+"""Who is asking: the owner key every stream is bound to (see ``quartapp.identity``)."""
 
 from __future__ import annotations
 
+from quartapp.identity import current_identity
+
 
 def owner_id() -> str:
-    """The caller's identity. One shared owner until sessions and API keys are configured."""
-    return ""
+    """The caller's owner id: a hash of its session or API key. Raises ``IdentityError`` (401) for a bad key."""
+    return current_identity().owner

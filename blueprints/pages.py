@@ -8,6 +8,7 @@ from quart import Blueprint, Response, send_from_directory
 
 from quartapp.config import ROOT, Settings
 from quartapp.errors import APIError
+from quartapp.identity import current_identity
 
 
 def make_blueprint(settings: Settings) -> Blueprint:
@@ -21,6 +22,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
             raise APIError(
                 404, "frontend_not_built", f"no built page at {dist}; run the README's run command to build it"
             )
+        current_identity()  # the page's first response brings the session cookie (its socket sends it back)
         response = await send_from_directory(dist, "index.html")
         response.headers["Cache-Control"] = "no-cache"
         return response

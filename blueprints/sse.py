@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import structlog
 from quart import Response, request
 
 from quartapp.app import Services, services
 from quartapp.streams.events import parse_event_id
 from quartapp.streams.log import StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
+
+log = structlog.get_logger(__name__)
 
 
 def cursor_from_request(after: str | None) -> str | None:
@@ -28,14 +31,21 @@ def finished_and_caught_up(info: StreamInfo, cursor: str | None) -> bool:
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
     """The response body. It runs after the handler returns, outside the app context,
     so it gets the services passed in."""
-    yield retry_frame(core.settings.SSE_RETRY_MS)
-    async for batch in core.streams.follow(stream_id, cursor, owner):
-        if not batch:
-            yield HEARTBEAT
-        elif len(batch) == 1:
-            yield batch[0].sse
-        else:
-            yield b"".join(entry.sse for entry in batch)
+    structlog.contextvars.bind_contextvars(stream_id=stream_id)
+    reason, events = "client_gone", 0  # unless the stream ends first
+    try:
+        yield retry_frame(core.settings.SSE_RETRY_MS)
+        async for batch in core.streams.follow(stream_id, cursor, owner):
+            events += len(batch)
+            if not batch:
+                yield HEARTBEAT
+            elif len(batch) == 1:
+                yield batch[0].sse
+            else:
+                yield b"".join(entry.sse for entry in batch)
+        reason = "stream_ended"
+    finally:
+        log.info("sse reader ended", reason=reason, events=events, resumed=cursor is not None)
 
 
 def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:

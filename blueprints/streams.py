@@ -8,6 +8,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from quartapp.app import services
 from quartapp.errors import ErrorBody
 from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus
+from quartapp.security import cross_site_checked, starts_generation
 from quartapp.streams.log import StreamInfo
 
 from .identity import owner_id
@@ -43,6 +44,7 @@ def status_of(info: StreamInfo) -> StreamStatus:
 
 
 @bp.post("")
+@starts_generation
 @validate_request(StartStream)
 @validate_response(StreamCreated, 201)
 @validate_response(ErrorBody, 422)
@@ -63,6 +65,7 @@ async def status(stream_id: str) -> StreamStatus:
 
 
 @bp.post("/<stream_id>/stop")
+@cross_site_checked
 @validate_response(StreamStatus, 200)
 @validate_response(ErrorBody, 404)
 async def stop(stream_id: str) -> StreamStatus:

@@ -6,30 +6,43 @@ Stream events come back as JSON text frames with the SSE envelope plus
 ``stream_id``; ``accepted`` and ``rejected`` answer the client's messages.
 
 Close codes (RFC 6455): 1000 normal, 1003 binary frame, 1008 policy (too many
-subscriptions), 1009 message too big. A client's mistake is a ``rejected``
-frame or one of those codes, never 1011.
+subscriptions, more than ``WS_MAX_MESSAGES_PER_S`` messages a second), 1009
+message too big. A client's mistake is a ``rejected`` frame or one of those
+codes, never 1011.
+
+The handshake is checked before it is accepted: a cross-site ``Origin`` or
+``Sec-Fetch-Site`` is refused with HTTP 403 ``origin_not_allowed``, an unknown
+bearer key with 401 (see ``quartapp.security``, ``quartapp.identity``); nothing
+is accepted, so no frame is ever read from such a socket. Starts count against
+the same limits as HTTP starts (``rate_limited``, ``too_many_streams``,
+``budget_exceeded`` come back as ``rejected`` frames).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
+import time
 
+import structlog
 from pydantic import ValidationError
 from quart import Blueprint, websocket
+from quart_rate_limiter import RateLimitExceeded
 from quart_schema.conversion import model_load
 from quart_schema.mixins import SchemaValidationError
 
 from quartapp.app import Services, services
 from quartapp.engine import InputError, StreamingDisabled
+from quartapp.errors import strict_json_loads
+from quartapp.identity import new_session_headers
+from quartapp.limits import LimitExceeded
 from quartapp.schemas import WsAccepted, WsClientMessage, WsRejected, WsRejectedDetail, WsResume, WsStart, WsStop
+from quartapp.streams.log import LogUnavailable
 from quartapp.streams.manager import StreamNotFound
 
 from .identity import owner_id
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 bp = Blueprint("ws", __name__)
 
@@ -51,6 +64,7 @@ class _Socket:
     async def reject(
         self, request_id: str | None, stream_id: str | None, code: str, message: str, field: str | None = None
     ) -> None:
+        log.info("websocket message rejected", code=code, field=field)
         await self.reply(
             WsRejected(
                 type="rejected",
@@ -67,6 +81,7 @@ class _Socket:
         self.subscriptions[stream_id] = asyncio.create_task(self._pump(stream_id, after))
 
     async def _pump(self, stream_id: str, after: str | None) -> None:
+        structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
         timeout = self.core.settings.SEND_TIMEOUT_S
         try:
             async for batch in self.core.streams.follow(stream_id, after, self.owner):
@@ -77,7 +92,7 @@ class _Socket:
             raise
         except TimeoutError:
             # a reader that stops reading is dropped; the stream goes on and can be resumed
-            log.info("websocket reader of %s dropped: send timeout", stream_id)
+            log.info("websocket reader dropped", reason="send_timeout")
             self.core.streams.metrics.readers_dropped.labels("send_timeout").inc()
             if self.handler is not None:
                 self.handler.cancel()  # a close frame would block too: end the connection
@@ -97,23 +112,58 @@ class _Socket:
                 await task
 
 
+class _MessageRate:
+    """A token bucket: ``rate`` messages a second, bursts of one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.allowance = max(rate, 1.0)
+        self.last = time.monotonic()
+
+    def take(self) -> bool:
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        self.allowance = min(max(self.rate, 1.0), self.allowance + (now - self.last) * self.rate)
+        self.last = now
+        if self.allowance < 1.0:
+            return False
+        self.allowance -= 1.0
+        return True
+
+
+async def _close(code: int, reason: str) -> None:
+    log.info("websocket closed by the server", code=code, reason=reason)
+    await websocket.close(code, reason)
+
+
 @bp.websocket("/ws/streams")
 async def streams_socket() -> None:
     core = services()
+    core.origins.check(websocket.headers, websocket.scheme, websocket.host)  # 403 before accepting
     max_bytes = core.settings.WS_MAX_MESSAGE_BYTES
-    sock = _Socket(core, owner_id())
-    await websocket.accept()
+    sock = _Socket(core, owner_id())  # 401 before accepting, for an unknown bearer key
+    rate = _MessageRate(core.settings.WS_MAX_MESSAGES_PER_S)
+    await websocket.accept(headers=new_session_headers())
+    log.info("websocket accepted")
+    ended = "client_gone"
     try:
         while True:
             raw = await websocket.receive()
-            if isinstance(raw, bytes):
-                await websocket.close(1003, "binary frames are not accepted; send JSON text")
+            if not rate.take():
+                ended = "flood"
+                await _close(1008, f"more than {core.settings.WS_MAX_MESSAGES_PER_S:g} messages a second")
+                return
+            if raw is None or isinstance(raw, bytes):  # Quart hands an empty binary frame over as None
+                ended = "binary"
+                await _close(1003, "binary frames are not accepted; send JSON text")
                 return
             if len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes:  # the limit is in bytes
-                await websocket.close(1009, f"message larger than {max_bytes} bytes")
+                ended = "too_big"
+                await _close(1009, f"message larger than {max_bytes} bytes")
                 return
             try:
-                data = json.loads(raw)
+                data = strict_json_loads(raw)
             except ValueError:
                 await sock.reject(None, None, "invalid_json", "the message is not valid JSON")
                 continue
@@ -122,33 +172,55 @@ async def streams_socket() -> None:
             except SchemaValidationError as exc:
                 await sock.reject(_request_id(data), None, "validation_error", _first_error(exc.validation_error))
                 continue
-            await _handle(sock, message)
+            if not await _handle(sock, message):
+                ended = "too_many_subscriptions"
+                return
+    except Exception:
+        # our fault, not the client's: 1011 (Quart would close 1000 after the error handler)
+        ended = "server_error"
+        log.exception("websocket handler failed")
+        with contextlib.suppress(Exception):
+            await websocket.close(1011, "internal error")
     finally:
+        log.info("websocket ended", reason=ended, subscriptions=len(sock.subscriptions))
         await sock.close()
 
 
-async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> None:
+async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
+    """Answer one client message; False when the socket was closed for it."""
     core = services()
     if isinstance(message, WsStart):
         if len(sock.subscriptions) >= MAX_SUBSCRIPTIONS:
-            await websocket.close(1008, f"more than {MAX_SUBSCRIPTIONS} streams on one socket")
-            return
+            await _close(1008, f"more than {MAX_SUBSCRIPTIONS} streams on one socket")
+            return False
         try:
             block = core.engine.prepare(
                 message.block_type, message.input, message.options.max_tokens, message.options.num_questions
             )
+            await core.limits.check_start_rate()
             info = await core.streams.start(block, sock.owner)
         except InputError as exc:
             await sock.reject(message.request_id, None, exc.code, exc.message, exc.field)
-            return
+            return True
         except StreamingDisabled:
             await sock.reject(message.request_id, None, "streaming_disabled", "streaming is off on this server")
-            return
+            return True
+        except RateLimitExceeded as exc:
+            await sock.reject(
+                message.request_id, None, "rate_limited", f"too many streams started; try again in {exc.retry_after} s"
+            )
+            return True
+        except LimitExceeded as exc:
+            await sock.reject(message.request_id, None, exc.code, exc.message)
+            return True
+        except LogUnavailable:
+            await sock.reject(message.request_id, None, "log_unavailable", "the stream log is unreachable; try again")
+            return True
         await sock.reply(
             WsAccepted(type="accepted", request_id=message.request_id, stream_id=info.stream_id, action="start")
         )
         sock.follow(info.stream_id, None)
-        return
+        return True
     try:
         if isinstance(message, WsResume):
             await core.streams.info(message.stream_id, sock.owner)
@@ -163,6 +235,11 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> None:
             )
     except StreamNotFound:
         await sock.reject(message.request_id, message.stream_id, "stream_not_found", "no such stream", "stream_id")
+    except LogUnavailable:
+        await sock.reject(
+            message.request_id, message.stream_id, "log_unavailable", "the stream log is unreachable; try again"
+        )
+    return True
 
 
 def _request_id(data: object) -> str | None:

@@ -15,9 +15,11 @@ export default defineConfig({
     chunkSizeWarningLimit: 700,
   },
   server: {
+    // Host stays the page's (changeOrigin off): the backend only lets the page's own origin
+    // (Origin == scheme://Host) start streams and open the socket, unless ALLOWED_ORIGINS says more.
     proxy: {
-      '/api': { target: backend, changeOrigin: true },
-      '/ws': { target: backend, ws: true, changeOrigin: true },
+      '/api': { target: backend, changeOrigin: false },
+      '/ws': { target: backend, ws: true, changeOrigin: false },
     },
   },
   test: {

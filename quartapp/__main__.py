@@ -12,7 +12,9 @@ from hypercorn.config import Config
 from quart import Quart
 
 from .app import Services
+from .asgi import patch_hypercorn_websocket_disconnect
 from .config import Settings, SettingsError, load_settings
+from .logging import configure_logging
 
 
 def services_of(app: Quart) -> Services:
@@ -22,6 +24,7 @@ def services_of(app: Quart) -> Services:
 
 def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's options, set explicitly: its defaults break long streams (see docs/)."""
+    patch_hypercorn_websocket_disconnect()  # a descriptor leak a client can trigger (see asgi.py)
     config = Config()
     host = f"[{settings.HOST}]" if ":" in settings.HOST else settings.HOST
     config.bind = [f"{host}:{settings.PORT}"]
@@ -34,8 +37,10 @@ def hypercorn_config(settings: Settings) -> Config:
     # timeout (quartapp/asgi.py, blueprints/ws.py) instead.
     config.websocket_ping_interval = None
     config.read_timeout = None  # an SSE client sends nothing after its request: never time reads
+    # Hypercorn's access log is off: its lines carry query strings (the one-shot route's question);
+    # the app logs each request itself (quartapp/logging.py). Its error log goes through structlog.
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
 
@@ -61,12 +66,17 @@ async def serve_until_signal(app: Quart, config: Config) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    configure_logging(settings=settings)
+    if not settings.SECRET_KEY:
+        logging.getLogger("quartapp").warning(
+            "SECRET_KEY is not set: sessions are signed with a random key, valid for this process only; "
+            "several instances must share one SECRET_KEY"
+        )
     from .app import create_app
 
     app = create_app(settings)

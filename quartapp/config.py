@@ -15,9 +15,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from decouple import RepositoryEmpty, RepositoryEnv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SECONDS = 1.0
 MILLISECONDS = 0.001
@@ -93,6 +94,53 @@ class Settings(BaseModel):
     )
     SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
 
+    # Security: identity, cross-site checks, limits (see the README's Security section)
+    SECRET_KEY: str = _s(
+        "",
+        "Signs the session cookie; empty: random at start-up (one instance only: many instances must share one)",
+    )
+    API_KEYS: str = _s(
+        "",
+        "Comma-separated API keys accepted as Authorization: Bearer <key>; each key is its own client",
+        json_schema_extra={"allowed": "comma-separated keys of at least 16 characters each"},
+    )
+    SESSION_MAX_AGE_S: int = _s(86_400, "Lifetime of the anonymous session cookie, in seconds", ge=60)
+    ALLOWED_ORIGINS: str = _s(
+        "",
+        "Comma-separated exact origins (https://app.example.com) that may open the socket and start streams; "
+        "empty: the request's own origin only",
+        json_schema_extra={"allowed": "comma-separated origins like https://app.example.com[:port], no path"},
+    )
+    CORS_ORIGINS: str = _s(
+        "",
+        "Comma-separated exact origins given CORS with credentials (echoed, never *); empty: no CORS",
+        json_schema_extra={"allowed": "comma-separated origins like https://app.example.com[:port], no path"},
+    )
+    PROXY_TRUSTED_HOPS: int = _s(
+        0, "Reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none)", ge=0, le=10
+    )
+    RATE_LIMIT: str = _s(
+        "60/minute",
+        "Stream starts allowed per client (count/second|minute|hour|day); empty: no limit",
+        pattern=r"^(\d+/(second|minute|hour|day))?$",
+        json_schema_extra={"allowed": "count/period like 60/minute (period: second, minute, hour, day), or empty"},
+    )
+    IP_RATE_LIMIT: str = _s(
+        "600/minute",
+        "Stream starts allowed per client IP address, whatever the identity (count/period); empty: no limit",
+        pattern=r"^(\d+/(second|minute|hour|day))?$",
+        json_schema_extra={"allowed": "count/period like 600/minute (period: second, minute, hour, day), or empty"},
+    )
+    MAX_CONCURRENT_STREAMS: int = _s(
+        4, "Running streams one client may have at once (0: no limit); the page has 4 blocks", ge=0
+    )
+    WS_MAX_MESSAGES_PER_S: float = _s(
+        20.0, "Messages per second one WebSocket may send (burst of one second); above it close 1008", ge=0
+    )
+    DAILY_TOKEN_BUDGET: int = _s(0, "Tokens (in + out) one client may use per UTC day (0: no budget)", ge=0)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _s("INFO", "Lowest level logged")
+    LOG_FORMAT: Literal["json", "console"] = _s("json", "Log lines as JSON objects, or readable text for development")
+
     # Server
     HOST: str = _s("127.0.0.1", "Address Hypercorn binds")
     PORT: int = _s(8000, "Port Hypercorn binds", ge=0, le=65535)
@@ -109,12 +157,72 @@ class Settings(BaseModel):
     def websocket_enabled(self) -> bool:
         return self.STREAMING_BACKEND in ("websocket", "both")
 
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.API_KEYS.split(",") if k.strip())
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(_origins(self.ALLOWED_ORIGINS))
+
+    @property
+    def cors_origins(self) -> frozenset[str]:
+        return frozenset(_origins(self.CORS_ORIGINS))
+
+    @field_validator("ALLOWED_ORIGINS", "CORS_ORIGINS")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        _origins(value)
+        return value
+
+    @field_validator("API_KEYS")
+    @classmethod
+    def _check_keys(cls, value: str) -> str:
+        if any(len(k.strip()) < 16 for k in value.split(",") if k.strip()):
+            raise ValueError("API keys must be at least 16 characters")
+        return value
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without a default port; None if it is not an origin."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _origins(value: str) -> list[str]:
+    result = []
+    for item in value.split(","):
+        if item.strip():
+            origin = normalize_origin(item)
+            if origin is None:
+                raise ValueError(f"{item.strip()!r} is not an origin")
+            result.append(origin)
+    return result
+
 
 FIELDS: tuple[str, ...] = tuple(Settings.model_fields)
+
+#: Settings whose values are secrets: never printed, never logged.
+SECRET_FIELDS = frozenset({"SECRET_KEY", "API_KEYS", "OPENAI_API_KEY"})
 
 
 def _describe_allowed(name: str) -> str:
     field = Settings.model_fields[name]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("allowed"), str):
+        return str(extra["allowed"])
     annotation = field.annotation
     args = getattr(annotation, "__args__", None)
     if args and all(isinstance(a, str) for a in args):
@@ -163,7 +271,8 @@ def load_settings(
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0])
-        raise SettingsError(f"{name}={raw.get(name)!r} is not allowed: expected {_describe_allowed(name)}") from None
+        shown = "<hidden>" if name in SECRET_FIELDS else repr(raw.get(name))
+        raise SettingsError(f"{name}={shown} is not allowed: expected {_describe_allowed(name)}") from None
 
 
 _TRUE = {"1", "true", "yes", "on"}

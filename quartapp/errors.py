@@ -8,14 +8,20 @@ when there is one, else it is null.
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from quart import Quart, Request, Response, jsonify, request
+from quart import Quart, Request, Response, g, has_request_context, has_websocket_context, jsonify, request
+from quart.json.provider import DefaultJSONProvider
+from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from .engine import InputError, RunFailed, StreamingDisabled
+from .identity import IdentityError
+from .limits import LimitExceeded
 from .streams.log import LogUnavailable
 from .streams.manager import StreamNotFound
 
@@ -42,16 +48,57 @@ class APIError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+_DUPLICATE = "duplicate key in a JSON object"
+_TOO_DEEP = "JSON nested too deeply"
+_STRICT_ERRORS = (_DUPLICATE, _TOO_DEEP)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError(_DUPLICATE)
+    return result
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """JSON from a client: a duplicate key (which two parsers may read differently) or nesting
+    deeper than the interpreter's recursion limit is invalid JSON (``ValueError``), never a 500."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """The app's JSON provider (quart-schema's, which serializes pydantic models) for output;
+    :func:`strict_json_loads` for input. Install it after ``QuartSchema(app)``."""
+
+    def __init__(self, app: Quart) -> None:
+        super().__init__(app)
+        self.inner = app.json
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return self.inner.dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        if kwargs:
+            return self.inner.loads(s, **kwargs)
+        return strict_json_loads(s)
+
+
 class JSONErrorRequest(Request):
     """Malformed JSON becomes our ``invalid_json`` error, not Werkzeug's generic 400 page."""
 
     def on_json_loading_failed(self, error: Exception) -> object:
-        raise APIError(400, "invalid_json", "the body is not valid JSON")
+        detail = str(error) if str(error) in _STRICT_ERRORS else ""
+        raise APIError(400, "invalid_json", "the body is not valid JSON" + (f" ({detail})" if detail else ""))
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
     response = jsonify({"error": {"code": code, "message": message, "field": field}})
     response.status_code = status
+    if has_request_context() or has_websocket_context():
+        g.error_code = code  # for the request's log line
     return response
 
 
@@ -92,6 +139,25 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(StreamNotFound)
     async def _not_found(exc: StreamNotFound) -> Response:
         return error_response(404, "stream_not_found", "no such stream", "stream_id")
+
+    @app.errorhandler(IdentityError)
+    async def _bad_key(exc: IdentityError) -> Response:
+        response = error_response(401, "invalid_api_key", "the bearer key is not one this server accepts")
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    @app.errorhandler(RateLimitExceeded)
+    async def _rate_limited(exc: RateLimitExceeded) -> Response:
+        response = error_response(429, "rate_limited", f"too many streams started; try again in {exc.retry_after} s")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.errorhandler(LimitExceeded)
+    async def _over_limit(exc: LimitExceeded) -> Response:
+        response = error_response(429, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(UnicodeDecodeError)
     async def _not_utf8(exc: UnicodeDecodeError) -> Response:

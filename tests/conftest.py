@@ -39,17 +39,27 @@ from quartapp.app import Services, create_app
 from quartapp.config import FIELDS, ROOT, Settings, load_settings
 from quartapp.providers.scripted import ScriptedProvider
 from quartapp.streams.manager import StreamManager
+from tests.helpers import TEST_API_KEY
 from tests.redis_server import _own_redis, _redis_server  # noqa: F401  (session-wide real Redis fixtures)
 
 #: Token interval of the shared server: fast, but spread over time.
 DEFAULT_INTERVAL_MS = 3.0
 
-#: What every test server gets unless a test says otherwise.
+#: The API key test clients share, so that every client of a test is one owner (streams are
+#: bound to their owner: another client's stream is a 404). tests/security covers identities.
+TEST_AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+
+#: What every test server gets unless a test says otherwise. Start limits are off: the
+#: suite starts many streams from one address (tests/security sets and checks them).
 TEST_SETTINGS: dict[str, Any] = {
     "AI_PROVIDER": "scripted",
     "SCRIPTED_TOKEN_INTERVAL_MS": DEFAULT_INTERVAL_MS,
     "HOST": "127.0.0.1",
     "GRACEFUL_TIMEOUT_S": 1.0,
+    "API_KEYS": TEST_API_KEY,
+    "RATE_LIMIT": "",
+    "IP_RATE_LIMIT": "",
+    "MAX_CONCURRENT_STREAMS": 0,
 }
 
 SettingsFactory = Callable[..., Settings]
@@ -101,7 +111,9 @@ class Server:
         return self.services.streams
 
     def client(self, **kwargs: Any) -> httpx2.AsyncClient:
+        """A client with the shared test key (pass ``headers={}`` for a browser-like one with cookies)."""
         kwargs.setdefault("timeout", httpx2.Timeout(10.0))
+        kwargs.setdefault("headers", TEST_AUTH)
         return httpx2.AsyncClient(base_url=self.base_url, **kwargs)
 
     async def stop(self) -> None:
@@ -216,6 +228,10 @@ SUBPROCESS_ENV = {
     "MAX_TOKENS": "48",
     "GRACEFUL_TIMEOUT_S": "1",
     "HOST": "127.0.0.1",
+    "API_KEYS": TEST_API_KEY,
+    "RATE_LIMIT": "",
+    "IP_RATE_LIMIT": "",
+    "MAX_CONCURRENT_STREAMS": "0",
 }
 
 

@@ -33,6 +33,8 @@ Transport = Literal["sse", "ws"]
 Event = dict[str, Any]
 
 CONTRACT_URI = "urn:quartapp:stream-schema"
+#: The API key every test server accepts and test clients send (see tests/conftest.py).
+TEST_API_KEY = "test-key-0123456789abcdef"
 TERMINAL = ("done", "error")
 DEFAULT_TIMEOUT = 10.0
 
@@ -241,6 +243,9 @@ class WSClient:
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> WSClient:
+        """Connect; with the shared test key (``tests.conftest.TEST_API_KEY``) unless
+        ``additional_headers`` says otherwise, so it is the same owner as the HTTP test clients."""
+        kwargs.setdefault("additional_headers", {"Authorization": f"Bearer {TEST_API_KEY}"})
         async with asyncio.timeout(DEFAULT_TIMEOUT):
             connection = await connect(url, open_timeout=5, close_timeout=2, **kwargs)
         return cls(connection)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -42,9 +43,10 @@ class InputError(Exception):
 class RunFailed(Exception):
     """A non-streaming run ended with an error event (the provider failed)."""
 
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
+    def __init__(self, code: str, message: str, retryable: bool, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.retryable = code, message, retryable
+        self.usage = usage  # what the failed run used, for the daily budget
 
 
 class StreamingDisabled(Exception):
@@ -59,6 +61,36 @@ class Completed:
 
 
 _END = object()
+
+
+class _Mailbox:
+    """One producer, one consumer: a deque and a wake-up future.
+
+    ``asyncio.Queue`` costs a third of the per-token path (its waiter bookkeeping
+    and ``maxsize`` checks run for every item); this hand-off does only what a
+    single pump and a single reader need.
+    """
+
+    __slots__ = ("_waiter", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: object) -> None:
+        self.items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> object:
+        while not self.items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.items.popleft()
 
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
 QUIZ_EXTRA_ATTEMPTS = 2
@@ -128,7 +160,8 @@ class Run:
 
     async def _generate(self, gen: GenerationRequest) -> AsyncGenerator[Event, None]:
         """One provider call: deltas -> coalesced batches -> shaped events. Raises ProviderError."""
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        queue = _Mailbox()
+        waiting = queue.items
         self._last_delta = time.monotonic()
         pump = asyncio.create_task(self._pump(self._engine.provider, gen, queue))
         watchdog = asyncio.create_task(self._watchdog(pump, queue))
@@ -150,8 +183,8 @@ class Run:
                 parts, tokens = [item.text], item.tokens
                 self._note(item)
                 # take what is already waiting, never wait for more: no added delay
-                while tokens < max_batch and not queue.empty():
-                    nxt = queue.get_nowait()
+                while tokens < max_batch and waiting:
+                    nxt = waiting.popleft()
                     if not isinstance(nxt, Delta) or nxt.queued_position is not None:
                         pending = nxt
                         break
@@ -171,7 +204,7 @@ class Run:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
 
-    async def _watchdog(self, pump: asyncio.Task[None], queue: asyncio.Queue[object]) -> None:
+    async def _watchdog(self, pump: asyncio.Task[None], queue: _Mailbox) -> None:
         """End a provider that goes quiet for TOKEN_TIMEOUT_S, whatever the provider.
 
         One timer per generation, checking a timestamp the pump updates per delta,
@@ -182,7 +215,7 @@ class Run:
             await asyncio.sleep(min(timeout / 4, 1.0))
             if time.monotonic() - self._last_delta > timeout and not pump.done():
                 pump.cancel()
-                queue.put_nowait(ProviderTimeout(f"the model sent nothing for {timeout:g} s"))
+                queue.put(ProviderTimeout(f"the model sent nothing for {timeout:g} s"))
                 return
 
     def _note(self, delta: Delta) -> None:
@@ -192,22 +225,25 @@ class Run:
         if delta.finish_reason is not None:
             self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
 
-    async def _pump(self, provider: Provider, gen: GenerationRequest, queue: asyncio.Queue[object]) -> None:
+    async def _pump(self, provider: Provider, gen: GenerationRequest, queue: _Mailbox) -> None:
         try:
             async with contextlib.aclosing(provider.stream(gen)) as deltas:
+                put, clock = queue.put, time.monotonic
                 async for delta in deltas:
-                    self._last_delta = time.monotonic()
-                    queue.put_nowait(delta)
+                    if type(delta) is not Delta or type(delta.text) is not str:
+                        raise ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
+                    self._last_delta = clock()
+                    put(delta)
         except asyncio.CancelledError:
             raise
         except ProviderError as exc:
-            queue.put_nowait(exc)
+            queue.put(exc)
             return
         except Exception as exc:  # a provider bug: typed for the client, traceback for us
             log.exception("provider %s failed", provider.info.name)
-            queue.put_nowait(ProviderError(f"the model provider failed: {type(exc).__name__}"))
+            queue.put(ProviderError(f"the model provider failed: {type(exc).__name__}"))
             return
-        queue.put_nowait(_END)
+        queue.put(_END)
 
     def done_data(self, status: str, reason: str, result: BlockResult | None = None) -> dict[str, object]:
         usage = self.usage()
@@ -290,6 +326,6 @@ class Engine:
         async with contextlib.aclosing(run.events()) as events:
             async for event_type, data in events:
                 if event_type == "error":
-                    raise RunFailed(str(data["code"]), str(data["message"]), bool(data["retryable"]))
+                    raise RunFailed(str(data["code"]), str(data["message"]), bool(data["retryable"]), run.usage())
         assert run.final is not None
         return Completed(run.final, run.usage(), run.finish_reason)

@@ -27,8 +27,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
+
 from ..config import Settings
 from ..engine import BlockRequest, Engine, Run
+from ..limits import Lease, Limits
 from ..metrics import Metrics
 from .events import TERMINAL, Entry, parse_event_id
 from .log import Fenced, LogUnavailable, StreamInfo, StreamLog
@@ -52,6 +55,7 @@ class _Producer:
     readers: int = 0
     grace: asyncio.TimerHandle | None = None
     cancelled_at: float | None = None
+    lease: Lease | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -61,10 +65,11 @@ def new_stream_id() -> str:
 
 
 class StreamManager:
-    def __init__(self, settings: Settings, engine: Engine, stream_log: StreamLog) -> None:
+    def __init__(self, settings: Settings, engine: Engine, stream_log: StreamLog, limits: Limits | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.log = stream_log
+        self.limits = limits
         self._producers: dict[str, _Producer] = {}
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
@@ -80,10 +85,18 @@ class StreamManager:
     # -- producing ---------------------------------------------------------
 
     async def start(self, request: BlockRequest, owner: str = "") -> StreamInfo:
+        """Start producing. With limits: raises ``LimitExceeded`` before any model call when the
+        owner is over its daily budget or already runs its most concurrent streams."""
         stream_id = new_stream_id()
         run = self.engine.start(request, stream_id)
-        info = await self.log.create(stream_id, owner, request.block_type.value)
-        producer = _Producer(stream_id, run)
+        lease = await self.limits.admit(owner) if self.limits is not None else None
+        try:
+            info = await self.log.create(stream_id, owner, request.block_type.value)
+        except BaseException:
+            if lease is not None and self.limits is not None:
+                await self.limits.release(lease)
+            raise
+        producer = _Producer(stream_id, run, lease=lease)
         self._producers[stream_id] = producer
         producer.task = asyncio.create_task(self._produce(producer), name=f"stream-{stream_id}")
         self._arm_grace(producer)
@@ -91,6 +104,7 @@ class StreamManager:
 
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
+        structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
         metrics = self.metrics
         metrics.started.labels(run.request.block_type.value).inc()
         started = last_token = time.perf_counter()
@@ -145,6 +159,10 @@ class StreamManager:
             if producer.grace is not None:
                 producer.grace.cancel()
             self._producers.pop(stream_id, None)
+            if producer.lease is not None and self.limits is not None:
+                usage = run.usage()
+                producer.lease.tokens = usage.input_tokens + usage.output_tokens
+                await self.limits.release(producer.lease)
             info = await self._info_quietly(stream_id)
             metrics.ended.labels(info.status if info else "unknown").inc()
 
@@ -179,7 +197,12 @@ class StreamManager:
         if await self.log.has_readers(producer.stream_id):
             self._arm_grace(producer)  # read through another instance: look again later
             return
-        log.info("stream %s abandoned: no reader for %ss", producer.stream_id, self.settings.STREAM_DETACH_GRACE_S)
+        log.info(
+            "stream %s abandoned: no reader for %ss",
+            producer.stream_id,
+            self.settings.STREAM_DETACH_GRACE_S,
+            extra={"stream_id": producer.stream_id, "reason": "abandoned"},
+        )
         self._cancel(producer, "interrupted", "abandoned")
 
     def _cancel(self, producer: _Producer, status: str, reason: str) -> None:
@@ -262,6 +285,19 @@ class StreamManager:
                             return  # expired under us
                         yield []
                         continue
+                if entries[0].seq != after + 1:
+                    # a hole in the log (Redis lost events and the stream was re-based):
+                    # never a silent gap, the reader gets a reset and the state instead
+                    fresh = await self.log.info(stream_id)
+                    if fresh is None:
+                        return
+                    after, entries = await self._snapshot(
+                        fresh, ("epoch_mismatch", "the stream's log lost events; the state below replaces yours")
+                    )
+                    yield entries
+                    if entries[-1].type in TERMINAL:
+                        return
+                    continue
                 after = entries[-1].seq
                 yield entries
                 if entries[-1].type in TERMINAL:

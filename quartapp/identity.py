@@ -1,0 +1,150 @@
+"""Who is asking: an anonymous signed session per browser, or an API key per API client.
+
+- **Browsers** get a random session id in a cookie signed with ``SECRET_KEY``
+  (itsdangerous ``TimestampSigner``): ``HttpOnly``, ``SameSite=Lax``, ``Path=/``,
+  ``Secure`` when the request came over https, ``Max-Age=SESSION_MAX_AGE_S``. A
+  missing, tampered or expired cookie simply gets a new identity (the caller is
+  anonymous either way); the cookie is set on the response that minted it.
+- **API clients** send ``Authorization: Bearer <key>`` with a key from ``API_KEYS``.
+  A bearer header with any other key is ``401 invalid_api_key``: never a silent
+  fallback to an anonymous session.
+
+The owner a stream is bound to is a hash, ``s:`` + SHA-256 of the session id or
+``k:`` + SHA-256 of the key (first 128 bits): the cookie and the key themselves are
+never stored, compared as plain text, or logged.
+
+``SECRET_KEY`` empty means a random key made at start-up: fine for one instance; a
+restart then forgets every session (streams last minutes anyway). Several
+instances behind one address must share one ``SECRET_KEY``, or a browser's cookie
+from instance A is a stranger on instance B.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from itsdangerous import BadSignature, TimestampSigner
+from quart import Response, g, has_request_context, has_websocket_context, request, websocket
+from werkzeug.datastructures import Headers
+
+from .config import Settings
+
+COOKIE_NAME = "ail_session"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
+
+
+class IdentityError(Exception):
+    """A bearer key that is not one of ours."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    owner: str
+    kind: Literal["session", "key"]
+    #: The signed cookie value to set: only for a session minted by this request.
+    new_cookie: str | None = None
+
+    @property
+    def short(self) -> str:
+        """Enough of the owner to follow one client through the logs."""
+        return self.owner[:10]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class Identities:
+    """Resolves the caller from the ``Authorization`` header or the session cookie."""
+
+    def __init__(self, settings: Settings, secret_key: str) -> None:
+        self._signer = TimestampSigner(secret_key, salt="ail-session")
+        self.max_age = settings.SESSION_MAX_AGE_S
+        self._keys = [hashlib.sha256(k.encode()).digest() for k in settings.api_keys]
+
+    def resolve(self, authorization: str | None, cookie: str | None) -> Identity:
+        if authorization:
+            scheme, _, token = authorization.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return self._from_key(token.strip())
+        if cookie:
+            try:
+                session_id = self._signer.unsign(cookie, max_age=self.max_age).decode("ascii")
+            except (BadSignature, UnicodeDecodeError):
+                session_id = ""
+            if _SESSION_ID.match(session_id):
+                return Identity("s:" + _digest(session_id), "session")
+        session_id = secrets.token_urlsafe(16)
+        return Identity("s:" + _digest(session_id), "session", self._signer.sign(session_id).decode("ascii"))
+
+    def _from_key(self, key: str) -> Identity:
+        presented = hashlib.sha256(key.encode("utf-8", "replace")).digest()
+        matched = False
+        for known in self._keys:  # compare with every key, in constant time each
+            matched |= hmac.compare_digest(presented, known)
+        if not key or not matched:
+            raise IdentityError("unknown API key")
+        return Identity("k:" + presented.hex()[:32], "key")
+
+
+def _connection() -> tuple[Headers, str]:
+    """The current request's or websocket's headers and scheme."""
+    if has_websocket_context():
+        return websocket.headers, websocket.scheme
+    return request.headers, request.scheme
+
+
+def current_identity() -> Identity:
+    """The caller of the current request or websocket (resolved once, then kept on ``g``).
+
+    Raises :class:`IdentityError` for a bearer key that is not configured."""
+    identity: Identity | None = g.get("identity")
+    if identity is None:
+        from .app import services
+
+        headers, _ = _connection()
+        cookies = websocket.cookies if has_websocket_context() else request.cookies
+        identity = services().identities.resolve(headers.get("Authorization"), cookies.get(COOKIE_NAME))
+        g.identity = identity
+    return identity
+
+
+def cookie_header(identity: Identity, secure: bool, max_age: int) -> str:
+    """The ``Set-Cookie`` value for a newly minted session."""
+    assert identity.new_cookie is not None
+    parts = [f"{COOKIE_NAME}={identity.new_cookie}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def new_session_headers() -> dict[str, str]:
+    """Headers for a WebSocket accept: the cookie, when this handshake minted the session."""
+    identity = g.get("identity")
+    if identity is None or identity.new_cookie is None:
+        return {}
+    from .app import services
+
+    return {"Set-Cookie": cookie_header(identity, websocket.scheme == "wss", services().identities.max_age)}
+
+
+def set_new_session_cookie(response: Response) -> Response:
+    """``after_request``: set the cookie of a session this request minted."""
+    if not has_request_context():
+        return response
+    identity: Identity | None = g.get("identity")
+    if identity is not None and identity.new_cookie is not None:
+        from .app import services
+
+        secure = request.scheme == "https"
+        response.headers.add("Set-Cookie", cookie_header(identity, secure, services().identities.max_age))
+        cache = response.headers.get("Cache-Control", "")
+        if "private" not in cache and "no-store" not in cache:
+            # a shared cache must never hand one browser's cookie to another
+            response.headers["Cache-Control"] = "private" + (f", {cache}" if cache else "")
+    return response

@@ -1,0 +1,440 @@
+"""Limits per client: how often it may start streams, how many may run at once, tokens per day.
+
+- **Start rate** (``RATE_LIMIT`` per client identity, ``IP_RATE_LIMIT`` per address):
+  quart-rate-limiter's ``RateLimiter`` selects the limits of a route, builds the
+  keys and raises its ``RateLimitExceeded`` (429 + ``Retry-After``). Its stores
+  read and write the GCRA state in two steps, so a burst of concurrent requests
+  (or two instances) all read the same state and all pass; here the check and the
+  update are one step: synchronous in memory, one Lua script in Redis.
+- **Concurrent streams** (``MAX_CONCURRENT_STREAMS``): a slot per running stream.
+  In memory, a set per owner; in Redis, a sorted set per owner whose members
+  expire (score = expiry, renewed by the instance holding them), so the slots of
+  an instance that died come back after ``3 x PRODUCER_LEASE_S``.
+- **Daily tokens** (``DAILY_TOKEN_BUDGET``): checked before any model call,
+  charged with the stream's usage (input + output tokens) when it ends. A client
+  may overshoot by what its streams running at that moment use.
+
+Redis-backed when ``STREAM_LOG=redis`` (shared by every instance), else in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from quart import Quart, Response, current_app, g, request
+from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+KeyFunction = Callable[[], Awaitable[str]]
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+PREFIX = "ail:limits:"
+REDIS_TIMEOUT_S = 2.0
+
+
+class LimitExceeded(Exception):
+    """A client is over one of its limits: 429 with this code."""
+
+    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retry_after = code, message, retry_after
+
+
+def parse_rate(text: str) -> tuple[int, float] | None:
+    """``"60/minute"`` -> (60, 60.0); empty -> None (no limit)."""
+    if not text:
+        return None
+    count, _, period = text.partition("/")
+    return int(count), float(PERIODS[period])
+
+
+# -- the GCRA check, atomic -------------------------------------------------------
+
+
+class Gcra(Protocol):
+    async def hit(self, key: str, count: int, period: float) -> tuple[float | None, int]:
+        """Count one request against ``count`` per ``period``: (retry after s or None, remaining)."""
+        ...
+
+
+class MemoryGcra:
+    """GCRA in this process: no await between reading and writing, so a burst cannot slip through."""
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+        self._hits = 0
+
+    async def hit(self, key: str, count: int, period: float) -> tuple[float | None, int]:
+        now = time.monotonic()
+        inverse = period / count
+        tat = max(self._tats.get(key, now), now)
+        if tat - now > period - inverse + 1e-9:
+            return tat - now - (period - inverse), 0
+        new = tat + inverse
+        self._tats[key] = new
+        self._hits += 1
+        if self._hits % 1024 == 0:  # forget clients whose state has run out
+            self._tats = {k: v for k, v in self._tats.items() if v > now}
+        return None, max(0, int((period - (new - now)) / inverse + 1e-9))
+
+
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local inverse = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > period - inverse then
+  return {0, tat - now - (period - inverse)}
+end
+local new = tat + inverse
+redis.call('SET', KEYS[1], new, 'PX', math.max(1, new - now))
+return {1, math.floor((period - (new - now)) / inverse)}
+"""
+
+
+class RedisGcra:
+    """GCRA in one Lua script on Redis time: every instance shares one clock and one state."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._script = client.register_script(_GCRA)
+
+    async def hit(self, key: str, count: int, period: float) -> tuple[float | None, int]:
+        inverse_ms = period * 1000 / count
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            ok, value = await self._script([PREFIX + "rate:" + key], [repr(inverse_ms), repr(period * 1000)])
+        if int(ok):
+            return None, max(0, int(value))
+        return float(value) / 1000, 0
+
+
+@dataclass
+class StartLimit(RateLimit):
+    """A quart-rate-limiter limit shared by every route that starts generation (and the socket)."""
+
+    group: str = "start"
+
+
+class StartRateLimiter(RateLimiter):
+    """quart-rate-limiter, counting every route marked ``starts_generation`` against one limit."""
+
+    def __init__(self, gcra: Gcra, limits: list[StartLimit], key_function: Callable[[], Awaitable[str]]) -> None:
+        super().__init__(key_function=key_function)
+        self.gcra = gcra
+        self.start_limits = limits
+
+    def _get_limits_for_view_function(self, view_func: Callable[..., Any], blueprint: Any) -> list[RateLimit]:
+        from .security import STARTS_GENERATION
+
+        return list(self.start_limits) if getattr(view_func, STARTS_GENERATION, False) else []
+
+    async def _before_request(self) -> None:
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"] or request.method == "OPTIONS":
+            return
+        if request.method in ("GET", "HEAD") and request.headers.get("Last-Event-ID"):
+            return  # an EventSource reconnecting: a resume reads, it never starts anything
+        view_func = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+        if view_func is not None:
+            await self.hit(self._get_limits_for_view_function(view_func, None))
+
+    async def hit(self, limits: list[RateLimit]) -> None:
+        """Count one start against each limit; raises ``RateLimitExceeded`` (with ``Retry-After``)."""
+        for limit in limits:
+            key = await self._create_key(getattr(limit, "group", "start"), limit)
+            retry, remaining = await self.gcra.hit(key, limit.count, limit.period.total_seconds())
+            if retry is not None:
+                log.info("rate limited: %s", key.split("|")[0])
+                raise RateLimitExceeded(max(1, math.ceil(retry)))
+            if limit is limits[0]:
+                g.rate_limit = (limit.count, remaining)
+
+    async def _after_request(self, response: Response) -> Response:
+        state = g.get("rate_limit")
+        if state is not None:
+            response.headers["RateLimit-Limit"] = str(state[0])
+            response.headers["RateLimit-Remaining"] = str(state[1])
+        return response
+
+    async def _create_key(self, endpoint: str, rate_limit: RateLimit) -> str:
+        key_function = rate_limit.key_function or self.key_function
+        return f"{endpoint}-{rate_limit.key}|{await key_function()}"
+
+
+# -- concurrent streams -----------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Lease:
+    """One admitted generation: its slot (if counted) and the tokens to charge when it ends."""
+
+    owner: str
+    slot: str | None
+    tokens: int = 0
+    released: bool = field(default=False)
+
+
+class MemorySlots:
+    def __init__(self) -> None:
+        self._held: dict[str, set[str]] = {}
+
+    async def acquire(self, owner: str, slot: str, limit: int) -> bool:
+        held = self._held.setdefault(owner, set())
+        if len(held) >= limit:
+            return False
+        held.add(slot)
+        return True
+
+    async def release(self, owner: str, slot: str) -> None:
+        held = self._held.get(owner)
+        if held is not None:
+            held.discard(slot)
+            if not held:
+                del self._held[owner]
+
+    async def count(self, owner: str) -> int:
+        return len(self._held.get(owner, ()))
+
+    async def close(self) -> None:
+        self._held.clear()
+
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return n
+"""
+
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
+
+class RedisSlots:
+    """Slots in a sorted set per owner, each member expiring unless this instance renews it."""
+
+    def __init__(self, client: aioredis.Redis, ttl_s: float) -> None:
+        self._client = client
+        self._ttl_ms = max(int(ttl_s * 1000), 300)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._count = client.register_script(_COUNT)
+        self._held: dict[str, str] = {}  # slot -> owner
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, owner: str) -> str:
+        return f"{PREFIX}slots:{owner}"
+
+    async def acquire(self, owner: str, slot: str, limit: int) -> bool:
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            ok = await self._acquire([self._key(owner)], [limit, self._ttl_ms, slot])
+        if int(ok):
+            self._held[slot] = owner
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._renew_loop(), name="limits-slot-renewal")
+        return bool(int(ok))
+
+    async def release(self, owner: str, slot: str) -> None:
+        self._held.pop(slot, None)
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            await self._client.zrem(self._key(owner), slot)
+
+    async def count(self, owner: str) -> int:
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            return int(await self._count([self._key(owner)], []))
+
+    async def _renew_loop(self) -> None:
+        while self._held:
+            await asyncio.sleep(self._ttl_ms / 3000)
+            held = list(self._held.items())
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_S):
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for slot, owner in held:
+                            await self._renew([self._key(owner)], [self._ttl_ms, slot], client=pipe)
+                        await pipe.execute()
+            except Exception as exc:  # the slots expire by themselves; try again next round
+                log.warning("limits: slot renewal failed: %r", exc)
+
+    async def close(self) -> None:
+        """Stop renewing: slots still held expire within the ttl (as if this instance died)."""
+        self._held.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+# -- daily tokens ---------------------------------------------------------------------
+
+
+def _today() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def _seconds_to_midnight() -> int:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+class MemoryBudget:
+    def __init__(self) -> None:
+        self._used: dict[tuple[str, str], int] = {}
+
+    async def used(self, owner: str) -> int:
+        return self._used.get((owner, _today()), 0)
+
+    async def charge(self, owner: str, tokens: int) -> None:
+        day = _today()
+        if any(d != day for _, d in self._used):
+            self._used = {k: v for k, v in self._used.items() if k[1] == day}
+        self._used[(owner, day)] = self._used.get((owner, day), 0) + tokens
+
+
+class RedisBudget:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    def _key(self, owner: str) -> str:
+        return f"{PREFIX}tokens:{owner}:{_today()}"
+
+    async def used(self, owner: str) -> int:
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            value = await self._client.get(self._key(owner))
+        return int(value or 0)
+
+    async def charge(self, owner: str, tokens: int) -> None:
+        key = self._key(owner)
+        async with asyncio.timeout(REDIS_TIMEOUT_S):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, tokens)
+                pipe.expire(key, 2 * 86400)
+                await pipe.execute()
+
+
+# -- the whole -----------------------------------------------------------------------
+
+
+class Limits:
+    """Admission for every model call: the daily budget, then a concurrency slot."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.max_streams = settings.MAX_CONCURRENT_STREAMS
+        self.budget_tokens = settings.DAILY_TOKEN_BUDGET
+        self._client = client
+        self.slots: MemorySlots | RedisSlots
+        self.budget: MemoryBudget | RedisBudget
+        self.gcra: Gcra
+        if client is not None:
+            self.slots = RedisSlots(client, 3 * settings.PRODUCER_LEASE_S)
+            self.budget = RedisBudget(client)
+            self.gcra = RedisGcra(client)
+        else:
+            self.slots = MemorySlots()
+            self.budget = MemoryBudget()
+            self.gcra = MemoryGcra()
+        self.limiter: StartRateLimiter | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Limits:
+        if settings.STREAM_LOG != "redis":
+            return cls(settings)
+        from .streams.redis_log import SOCKET_TIMEOUT_S
+
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=2.0,
+            socket_keepalive=True,
+            health_check_interval=10,
+            protocol=2,
+        )
+        return cls(settings, client)
+
+    def install(self, app: Quart, client_key: KeyFunction, ip_key: KeyFunction) -> None:
+        limits: list[StartLimit] = []
+        for text, key_function, group in (
+            (self.settings.RATE_LIMIT, client_key, "start"),
+            (self.settings.IP_RATE_LIMIT, ip_key, "start-ip"),
+        ):
+            rate = parse_rate(text)
+            if rate is not None:
+                limits.append(StartLimit(rate[0], timedelta(seconds=rate[1]), key_function, group=group))
+        self.limiter = StartRateLimiter(self.gcra, limits, client_key)
+        if limits:
+            self.limiter.init_app(app)
+
+    async def check_start_rate(self) -> None:
+        """For starts that are no HTTP route (a WebSocket ``start``): raises ``RateLimitExceeded``."""
+        if self.limiter is not None and self.limiter.start_limits:
+            await self.limiter.hit(list(self.limiter.start_limits))
+
+    async def admit(self, owner: str) -> Lease:
+        """Before a model call: raises :class:`LimitExceeded` (budget_exceeded, too_many_streams)."""
+        if self.budget_tokens:
+            used = await self.budget.used(owner)
+            if used >= self.budget_tokens:
+                log.info("budget exceeded", extra={"owner": owner[:10], "used": used})
+                raise LimitExceeded(
+                    "budget_exceeded",
+                    f"the daily budget of {self.budget_tokens} tokens is used up; it renews at 00:00 UTC",
+                    _seconds_to_midnight(),
+                )
+        slot = None
+        if self.max_streams:
+            slot = secrets.token_hex(8)
+            if not await self.slots.acquire(owner, slot, self.max_streams):
+                log.info("too many streams", extra={"owner": owner[:10], "limit": self.max_streams})
+                raise LimitExceeded(
+                    "too_many_streams",
+                    f"{self.max_streams} streams are already running for you; stop one or wait for it to end",
+                    1,
+                )
+        return Lease(owner, slot)
+
+    async def release(self, lease: Lease) -> None:
+        """When the model call ended: free the slot, charge the tokens. Never raises."""
+        if lease.released:
+            return
+        lease.released = True
+        try:
+            if lease.slot is not None:
+                await self.slots.release(lease.owner, lease.slot)
+            if self.budget_tokens and lease.tokens > 0:
+                await self.budget.charge(lease.owner, lease.tokens)
+        except Exception as exc:  # Redis away: the slot expires by itself; the charge is lost
+            log.warning("limits: could not release a lease: %r", exc)
+
+    async def close(self) -> None:
+        await self.slots.close()
+        if self._client is not None:
+            await self._client.aclose()
