@@ -11,8 +11,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart
 
+from . import hypercorn_fixes
 from .app import Services
-from .asgi import patch_hypercorn_websocket_disconnect
 from .config import Settings, SettingsError, load_settings
 from .logging import configure_logging
 
@@ -24,7 +24,6 @@ def services_of(app: Quart) -> Services:
 
 def hypercorn_config(settings: Settings) -> Config:
     """Hypercorn's options, set explicitly: its defaults break long streams (see docs/)."""
-    patch_hypercorn_websocket_disconnect()  # a descriptor leak a client can trigger (see asgi.py)
     config = Config()
     host = f"[{settings.HOST}]" if ":" in settings.HOST else settings.HOST
     config.bind = [f"{host}:{settings.PORT}"]
@@ -41,6 +40,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # the app logs each request itself (quartapp/logging.py). Its error log goes through structlog.
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    hypercorn_fixes.install(config, settings.SEND_TIMEOUT_S)  # frozen readers, idle EOF, lost WS disconnect
     return config
 
 

@@ -59,36 +59,3 @@ class SendTimeoutMiddleware:
         except ReaderTooSlow:
             return  # the response is abandoned; Hypercorn closes the connection
 
-
-def patch_hypercorn_websocket_disconnect() -> None:
-    """Tell the app about a disconnect Hypercorn 0.18 forgets. Idempotent.
-
-    A client that sends bytes behind its upgrade request, before the app accepted the
-    socket (RFC 6455 forbids it; anyone can do it), gets ``400`` from Hypercorn's
-    ``WSStream``, which marks itself closed. Its ``handle()`` then returns early for every
-    later event, so the ``StreamClosed`` of the client's TCP close never becomes a
-    ``websocket.disconnect``: the app task, the connection's task and its file descriptor
-    stay until the server stops. A thousand such requests exhaust the descriptors. (The
-    Hypercorn fork anycorn holds such bytes instead, davidbrochart/anycorn#69.) Here the
-    disconnect is delivered once, whenever Hypercorn would drop it.
-    """
-    from hypercorn.protocol.events import StreamClosed
-    from hypercorn.protocol.ws_stream import WSStream
-
-    if getattr(WSStream.handle, "_ail_patched", False):
-        return
-    original = WSStream.handle
-
-    async def handle(self: Any, event: Any) -> None:
-        if isinstance(event, StreamClosed):
-            if getattr(self, "_ail_disconnected", False):
-                return
-            if self.closed and getattr(self, "app_put", None) is not None:
-                self._ail_disconnected = True
-                await self.app_put({"type": "websocket.disconnect", "code": 1006})
-                return
-            self._ail_disconnected = True  # the original delivers it
-        await original(self, event)
-
-    handle._ail_patched = True  # type: ignore[attr-defined]
-    WSStream.handle = handle  # type: ignore[method-assign]

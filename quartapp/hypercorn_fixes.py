@@ -1,4 +1,4 @@
-"""Two fixes to Hypercorn 0.18's asyncio TCP server that long-lived streams need.
+"""Three fixes to Hypercorn 0.18 that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.__main__.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -15,6 +15,15 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    EOF between requests, so a closed keep-alive connection sat in CLOSE_WAIT,
    holding its fd and tasks, until ``keep_alive_timeout`` (75 s here; found by
    tests/faults/test_disconnect_cancel.py).
+3. **A WebSocket refused for trailing bytes still hears its disconnect.** A client
+   that sends bytes behind its upgrade request, before the app accepted the socket
+   (RFC 6455 forbids it; anyone can do it), gets ``400`` from ``WSStream``, which
+   marks itself closed and then ignores every later event: the ``StreamClosed`` of
+   the client's TCP close never becomes a ``websocket.disconnect``, so the app task,
+   the connection's task and its descriptor stay until the server stops (a thousand
+   such requests exhaust the descriptors; found by tests/security/test_hostile_http.py).
+   Here the disconnect is delivered once. (The fork anycorn holds such bytes
+   instead, davidbrochart/anycorn#69.)
 
 DO NOT remove without re-running tests/faults: both are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
@@ -30,6 +39,8 @@ from typing import Any
 import hypercorn.asyncio.run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.ws_stream import WSStream
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +88,26 @@ class StreamingTCPServer(TCPServer):
             await self.idle_task.stop()
 
 
+_ws_stream_handle = WSStream.handle
+
+
+async def _ws_stream_handle_with_disconnect(self: Any, event: Any) -> None:
+    if isinstance(event, StreamClosed):
+        if getattr(self, "_ail_disconnected", False):
+            return
+        self._ail_disconnected = True
+        if self.closed and getattr(self, "app_put", None) is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": 1006})
+            return  # the original would drop it
+    await _ws_stream_handle(self, event)
+
+
 def install(config: Any, write_timeout_s: float) -> None:
-    """Use :class:`StreamingTCPServer` for Hypercorn's asyncio worker; set the write timeout."""
+    """Use :class:`StreamingTCPServer` for Hypercorn's asyncio worker, deliver the lost
+    WebSocket disconnect, set the write timeout. Idempotent."""
     config.write_timeout = write_timeout_s
     if version("hypercorn") != VERSION:
         log.warning("hypercorn %s: streaming fixes are for %s and were not applied", version("hypercorn"), VERSION)
         return
     hypercorn_run.TCPServer = StreamingTCPServer  # type: ignore[attr-defined,misc]
+    WSStream.handle = _ws_stream_handle_with_disconnect  # type: ignore[method-assign]

@@ -40,10 +40,11 @@ if [ -f frontend/package-lock.json ]; then
 fi
 
 if [ "$dev" = 1 ]; then
-  step "System packages for tests (Chromium for browser tests, redis-server for the Redis log)"
+  step "System packages for tests (Chromium for browser tests, redis-server for the Redis log, nginx for the load-balancer test)"
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -q

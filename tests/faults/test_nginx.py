@@ -3,8 +3,8 @@ lands on the other instance.
 
 Runs the nginx configuration of ``docs/deploy.md`` (read from that file, addresses replaced
 by this test's loopback ports) in front of two ``python -m quartapp`` instances sharing one
-``redis-server`` (``STREAM_LOG=redis``). Needs Debian's nginx (``/usr/sbin/nginx``); the test
-installs nothing and is skipped, saying so, when nginx is absent.
+``redis-server`` (``STREAM_LOG=redis``). Needs Debian's nginx (``/usr/sbin/nginx``),
+installed by the README's test command (scripts/setup.sh --dev).
 
 Pass criteria:
 - a stream started through nginx, read for 10 events and dropped, resumes through nginx
@@ -42,11 +42,6 @@ DOC = ROOT / "docs" / "deploy.md"
 INTERVAL_MS = 20
 HEARTBEAT_S = 0.5
 SSE_READ_TIMEOUT_S = 2  # scaled down: the doc's 75 s over its 15 s heartbeat becomes 2 s over 0.5 s
-
-pytestmark = pytest.mark.skipif(
-    not NGINX.exists(), reason="nginx is not installed: add nginx-light to scripts/setup.sh --dev (apt)"
-)
-
 
 def site_config(port: int, upstreams: list[int], sse_read_timeout: str | None = None) -> str:
     """The ```nginx block of docs/deploy.md, on this test's ports (and, if given, a shorter

@@ -319,7 +319,7 @@ async def test_garbage_after_an_accepted_upgrade_closes_that_socket_only(srv: Se
 async def test_bogus_upgrades_leak_no_descriptor_and_no_task(srv: Server) -> None:
     """Hypercorn 0.18 answers bytes sent before the 101 with 400 and then forgot to tell the app
     the client left: two tasks and a file descriptor per request, kept until shutdown (fixed by
-    ``quartapp.asgi.patch_hypercorn_websocket_disconnect``)."""
+    ``quartapp.hypercorn_fixes``)."""
     port = int(srv.base_url.rsplit(":", 1)[1])
     await send_raw(srv, UPGRADE + b"x")  # warm up: lazily created objects are not a leak
 
