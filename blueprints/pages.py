@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from quart import Blueprint, Response, send_from_directory
@@ -9,6 +10,10 @@ from quart import Blueprint, Response, send_from_directory
 from quartapp.config import ROOT, Settings
 from quartapp.errors import APIError
 from quartapp.identity import current_identity
+
+#: Vite's asset names (``name-hash.ext``, flat). Anything else is not ours: a 404 before the
+#: file system sees it (a 300-character name would be ENAMETOOLONG, a 500).
+ASSET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
 
 
 def make_blueprint(settings: Settings) -> Blueprint:
@@ -29,6 +34,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
 
     @bp.get("/assets/<path:name>")
     async def assets(name: str) -> Response:
+        if not ASSET_NAME.match(name):
+            raise APIError(404, "not_found", "no such asset")
         response = await send_from_directory(dist / "assets", name)
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response

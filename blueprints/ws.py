@@ -7,8 +7,8 @@ Stream events come back as JSON text frames with the SSE envelope plus
 
 Close codes (RFC 6455): 1000 normal, 1003 binary frame, 1008 policy (too many
 subscriptions, more than ``WS_MAX_MESSAGES_PER_S`` messages a second), 1009
-message too big. A client's mistake is a ``rejected`` frame or one of those
-codes, never 1011.
+message too big, 1013 a reader that stopped reading (it may resume). A client's
+mistake is a ``rejected`` frame or one of those codes, never 1011.
 
 The handshake is checked before it is accepted: a cross-site ``Origin`` or
 ``Sec-Fetch-Site`` is refused with HTTP 403 ``origin_not_allowed``, an unknown
@@ -47,6 +47,8 @@ log = structlog.get_logger(__name__)
 bp = Blueprint("ws", __name__)
 
 MAX_SUBSCRIPTIONS = 16
+TRY_AGAIN_LATER = 1013
+CLOSE_FRAME_WAIT_S = 0.05
 
 
 class _Socket:
@@ -94,8 +96,14 @@ class _Socket:
             # a reader that stops reading is dropped; the stream goes on and can be resumed
             log.info("websocket reader dropped", reason="send_timeout")
             self.core.streams.metrics.readers_dropped.labels("send_timeout").inc()
+            # 1013 "try again later" (the client's lag, not our fault; 1011 would say the server
+            # broke). The frame is queued behind what the client has not read; waiting for it to
+            # be flushed would block like the send did, so the wait is cut short.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_FRAME_WAIT_S):
+                    await websocket.close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
             if self.handler is not None:
-                self.handler.cancel()  # a close frame would block too: end the connection
+                self.handler.cancel()  # it waits in receive(): end the connection
         except StreamNotFound:
             await self.reject(None, stream_id, "stream_not_found", "no such stream", "stream_id")
         finally:

@@ -15,7 +15,14 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    EOF between requests, so a closed keep-alive connection sat in CLOSE_WAIT,
    holding its fd and tasks, until ``keep_alive_timeout`` (75 s here; found by
    tests/faults/test_disconnect_cancel.py).
-3. **A WebSocket refused for trailing bytes still hears its disconnect.** A client
+3. **An early answer is not lost to a reset (lingering close).** A response sent before
+   the request body was read (413 for a 10 MB upload) used to be followed at once by
+   ``close()``; the client's bytes still arriving then made the kernel send RST, which
+   discards the answer in the client's receive buffer, so the client saw "connection
+   reset" instead of the 413 (found by tests/security/test_hostile_http.py, under load).
+   Here, while the client is still sending a body, the connection half-closes and reads
+   (and drops) for up to ``LINGER_S`` before closing, as nginx's ``lingering_close`` does.
+4. **A WebSocket refused for trailing bytes still hears its disconnect.** A client
    that sends bytes behind its upgrade request, before the app accepted the socket
    (RFC 6455 forbids it; anyone can do it), gets ``400`` from ``WSStream``, which
    marks itself closed and then ignores every later event: the ``StreamClosed`` of
@@ -36,6 +43,7 @@ import logging
 from importlib.metadata import version
 from typing import Any
 
+import h11
 import hypercorn.asyncio.run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.18.0"
 DEFAULT_WRITE_TIMEOUT_S = 5.0
+LINGER_S = 2.0
 
 
 class StreamingTCPServer(TCPServer):
@@ -69,14 +78,33 @@ class StreamingTCPServer(TCPServer):
                 await self.protocol.handle(Closed())
 
     async def _read_data(self) -> None:
-        await super()._read_data()
+        try:
+            await super()._read_data()
+        finally:
+            self._read_ended().set()
         await self.idle_task.stop()  # the peer is gone: do not wait out keep_alive_timeout
+
+    def _read_ended(self) -> asyncio.Event:
+        event: asyncio.Event | None = getattr(self, "_ail_read_ended", None)
+        if event is None:
+            event = self._ail_read_ended = asyncio.Event()
+        return event
+
+    def _peer_sending_body(self) -> bool:
+        connection = getattr(getattr(getattr(self, "protocol", None), "protocol", None), "connection", None)
+        return isinstance(connection, h11.Connection) and connection.their_state is h11.SEND_BODY
 
     async def _close(self) -> None:
         try:
             self.writer.write_eof()
         except (NotImplementedError, OSError, RuntimeError):
             pass
+        if self._peer_sending_body() and not self.reader.at_eof():
+            # the read loop goes on dropping the body; close once the client stops or LINGER_S passes
+            try:
+                await asyncio.wait_for(self._read_ended().wait(), LINGER_S)
+            except TimeoutError:
+                pass
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), self._write_timeout())
