@@ -78,6 +78,7 @@ export default defineConfig({
     env: {
       ...(process.env as Record<string, string>),
       AI_PROVIDER: 'scripted',
+      LOG_LEVEL: 'WARNING',
       SCRIPTED_TOKEN_INTERVAL_MS: '30',
       HOST: '127.0.0.1',
       PORT: port,
@@ -95,6 +96,7 @@ export default defineConfig({
     env: {
       ...(process.env as Record<string, string>),
       AI_PROVIDER: 'local',
+      LOG_LEVEL: 'WARNING',
       MAX_TOKENS: '64',
       HOST: '127.0.0.1',
       PORT: localPort,
