@@ -11,7 +11,7 @@ from quart import Quart, current_app, has_websocket_context, request, websocket
 from quart_schema import QuartSchema
 
 from . import security
-from .asgi import SendTimeoutMiddleware
+from .asgi import SendTimeoutMiddleware, WebsocketConnection
 from .config import Settings, load_settings
 from .engine import Engine
 from .errors import JSONErrorRequest, StrictJSONProvider, register_error_handlers
@@ -85,6 +85,7 @@ def create_app(
 
     app = Quart(__name__, static_folder=None)
     app.request_class = JSONErrorRequest
+    app.asgi_websocket_class = WebsocketConnection
     app.config.update(
         MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
         BODY_TIMEOUT=10,  # seconds a client may take to send a body

@@ -1,4 +1,4 @@
-"""ASGI middleware: drop a reader that stops reading.
+"""ASGI layer: drop a reader that stops reading; end a cancelled WebSocket's tasks.
 
 A frozen client (a suspended laptop, ``curl`` stopped with Ctrl-Z) fills the
 TCP window; the server's next write then waits forever, holding the
@@ -15,6 +15,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from quart.asgi import ASGIWebsocketConnection
+from quart.utils import cancel_tasks, raise_task_exceptions
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +62,26 @@ class SendTimeoutMiddleware:
         except ReaderTooSlow:
             return  # the response is abandoned; Hypercorn closes the connection
 
+
+
+class WebsocketConnection(ASGIWebsocketConnection):
+    """Quart's WebSocket connection, except that a cancelled connection cancels its tasks.
+
+    Quart runs the handler and the receiver as two tasks and waits (``asyncio.wait``) for the
+    first; when the connection itself is cancelled (Hypercorn's graceful timeout on
+    shutdown, a connection torn down) ``wait`` returns without touching them, and the
+    handler, still awaiting its next message, is later garbage-collected mid-await
+    ("Task was destroyed but it is pending"; its ``finally`` blocks never run).
+    """
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        websocket = self._create_websocket_from_scope(send)
+        receiver = asyncio.ensure_future(self.handle_messages(receive))
+        handler = asyncio.ensure_future(self.handle_websocket(websocket, send))
+        try:
+            done, pending = await asyncio.wait([handler, receiver], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await asyncio.shield(cancel_tasks({handler, receiver}))
+            raise
+        await cancel_tasks(pending)
+        raise_task_exceptions(done)

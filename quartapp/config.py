@@ -288,14 +288,23 @@ def _parse_bool(name: str, value: str) -> bool:
     raise SettingsError(f"{name}={value!r} is not allowed: expected true or false")
 
 
+def _shown_default(default: object) -> str:
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def render_settings_table() -> str:
+    """The README's settings table (a test keeps the README equal to it)."""
+    lines = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"| `{name}` | `{_shown_default(field.default)}` | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_env_example() -> str:
     """The text of ``.env.example``: every setting, its default and its meaning."""
     lines = ["# Every setting, with its default. Copy to .env and change what you need.", ""]
     for name, field in Settings.model_fields.items():
-        default = field.default
-        if isinstance(default, bool):
-            default = str(default).lower()
         lines.append(f"# {field.description}")
-        lines.append(f"{name}={default}")
+        lines.append(f"{name}={_shown_default(field.default)}")
         lines.append("")
     return "\n".join(lines)

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from quartapp.__main__ import hypercorn_config
-from quartapp.config import FIELDS, ROOT, Settings, SettingsError, load_settings, render_env_example
+from quartapp.config import (
+    FIELDS,
+    ROOT,
+    Settings,
+    SettingsError,
+    load_settings,
+    render_env_example,
+    render_settings_table,
+)
 
 
 def test_defaults_are_the_declared_ones() -> None:
@@ -160,3 +168,8 @@ def test_hypercorn_config_follows_the_settings() -> None:
     assert config.read_timeout is None  # SSE clients send nothing after their request
     assert config.graceful_timeout == settings.GRACEFUL_TIMEOUT_S
     assert hypercorn_config(load_settings(environ={}, env_file=None)).bind == ["127.0.0.1:8000"]
+
+
+def test_readme_lists_every_setting_as_the_code_declares_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert render_settings_table() in readme, "regenerate the README's table: quartapp.config.render_settings_table()"
