@@ -11,6 +11,7 @@ from quartapp.errors import APIError, ErrorBody
 from quartapp.schemas import BlockBody, BlockResponse, OneShotQuery
 from quartapp.security import starts_generation
 from quartapp.streams.events import parse_event_id
+from quartapp.streams.log import StreamInfo
 from quartapp.streams.manager import StreamNotFound
 
 from .identity import owner_id
@@ -83,11 +84,16 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
                 404, "stream_not_found", "the stream this cursor belongs to is gone", "Last-Event-ID"
             ) from None
         return stream_response(info, cursor, owner)
-    texts = [t for t in (query_args.input, query_args.question, query_args.topic) if t is not None]
+    info = await start_one_shot(block_type, query_args, owner)
+    return stream_response(info, None, owner)
+
+
+async def start_one_shot(block_type: str, query: OneShotQuery, owner: str) -> StreamInfo:
+    """Start the block a one-shot query asks for (the SSE route's and the socket's)."""
+    _known(block_type)
+    texts = [t for t in (query.input, query.question, query.topic) if t is not None]
     if len(texts) != 1:
         raise APIError(422, "input_required", "give the text as exactly one of input, question or topic", "input")
-    block = core.engine.prepare(
-        block_type, texts[0], query_args.max_tokens, query_args.num_questions, query_args.interval_ms
-    )
-    info = await core.streams.start(block, owner)
-    return stream_response(info, None, owner)
+    core = services()
+    block = core.engine.prepare(block_type, texts[0], query.max_tokens, query.num_questions, query.interval_ms)
+    return await core.streams.start(block, owner)

@@ -33,13 +33,23 @@ from quart_schema.mixins import SchemaValidationError
 
 from quartapp.app import Services, services
 from quartapp.engine import InputError, StreamingDisabled
-from quartapp.errors import strict_json_loads
+from quartapp.errors import APIError, strict_json_loads
 from quartapp.identity import new_session_headers
 from quartapp.limits import LimitExceeded
-from quartapp.schemas import WsAccepted, WsClientMessage, WsRejected, WsRejectedDetail, WsResume, WsStart, WsStop
+from quartapp.schemas import (
+    OneShotQuery,
+    WsAccepted,
+    WsClientMessage,
+    WsRejected,
+    WsRejectedDetail,
+    WsResume,
+    WsStart,
+    WsStop,
+)
 from quartapp.streams.log import LogUnavailable
 from quartapp.streams.manager import StreamNotFound
 
+from .ai_blocks import start_one_shot
 from .identity import owner_id
 
 log = structlog.get_logger(__name__)
@@ -84,25 +94,8 @@ class _Socket:
 
     async def _pump(self, stream_id: str, after: str | None) -> None:
         structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
-        timeout = self.core.settings.SEND_TIMEOUT_S
         try:
-            async for batch in self.core.streams.follow(stream_id, after, self.owner):
-                async with asyncio.timeout(timeout):
-                    for entry in batch:
-                        await websocket.send(entry.ws)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            # a reader that stops reading is dropped; the stream goes on and can be resumed
-            log.info("websocket reader dropped", reason="send_timeout")
-            self.core.streams.metrics.readers_dropped.labels("send_timeout").inc()
-            # 1013 "try again later" (the client's lag, not our fault; 1011 would say the server
-            # broke). The frame is queued behind what the client has not read; waiting for it to
-            # be flushed would block like the send did, so the wait is cut short.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_FRAME_WAIT_S):
-                    await websocket.close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
-            if self.handler is not None:
+            if not await _relay(self.core, stream_id, after, self.owner) and self.handler is not None:
                 self.handler.cancel()  # it waits in receive(): end the connection
         except StreamNotFound:
             await self.reject(None, stream_id, "stream_not_found", "no such stream", "stream_id")
@@ -118,6 +111,28 @@ class _Socket:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _relay(core: Services, stream_id: str, after: str | None, owner: str) -> bool:
+    """Send a stream's events on this socket until it ends. False when the reader stopped
+    reading and was dropped (the stream goes on and can be resumed)."""
+    timeout = core.settings.SEND_TIMEOUT_S
+    try:
+        async for batch in core.streams.follow(stream_id, after, owner):
+            async with asyncio.timeout(timeout):
+                for entry in batch:
+                    await websocket.send(entry.ws)
+    except TimeoutError:
+        log.info("websocket reader dropped", reason="send_timeout")
+        core.streams.metrics.readers_dropped.labels("send_timeout").inc()
+        # 1013 "try again later" (the client's lag, not our fault; 1011 would say the server
+        # broke). The frame is queued behind what the client has not read; waiting for it to
+        # be flushed would block like the send did, so the wait is cut short.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_FRAME_WAIT_S):
+                await websocket.close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
+        return False
+    return True
 
 
 class _MessageRate:
@@ -192,6 +207,29 @@ async def streams_socket() -> None:
     finally:
         log.info("websocket ended", reason=ended, subscriptions=len(sock.subscriptions))
         await sock.close()
+
+
+@bp.websocket("/ws/stream/ai-block/<block_type>")
+async def one_shot_socket(block_type: str) -> None:
+    """Start a block from the query string and stream it on this socket, then close 1000.
+
+    The simplest WebSocket client (``new WebSocket(url)``, no messages to send), the
+    counterpart of the one-shot SSE route; same query, same checks, refused before the
+    handshake is accepted (403, 401, 404, 422, 429 with the JSON error body). A client
+    that leaves does not stop the stream: it can be resumed on ``/ws/streams`` or SSE.
+    """
+    core = services()
+    core.origins.check(websocket.headers, websocket.scheme, websocket.host)
+    owner = owner_id()
+    try:
+        query = model_load(dict(websocket.args), OneShotQuery, SchemaValidationError)
+    except SchemaValidationError as exc:
+        raise APIError(422, "validation_error", _first_error(exc.validation_error)) from None
+    await core.limits.check_start_rate()
+    info = await start_one_shot(block_type, query, owner)
+    await websocket.accept(headers=new_session_headers())
+    if await _relay(core, info.stream_id, None, owner):
+        await websocket.close(1000, "stream ended")
 
 
 async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:

@@ -115,6 +115,14 @@ def build() -> dict[str, Any]:
                 "messages": event_refs,
                 "servers": [{"$ref": "#/servers/local"}],
             },
+            "oneShotSocket": {
+                "address": "/ws/stream/ai-block/{blockType}",
+                "description": "WebSocket: starts a block from the query (as oneShotBlock), sends its events as JSON "
+                "text frames (with `stream_id`), then closes 1000; 1013 for a reader that stopped reading.",
+                "parameters": {"blockType": {"enum": ["ask_question", "explain_eli10", "quiz", "diagram"]}},
+                "messages": event_refs,
+                "servers": [{"$ref": "#/servers/local-ws"}],
+            },
             "streamSocket": {
                 "address": "/ws/streams",
                 "description": "WebSocket: JSON text frames. Events carry `stream_id` besides the SSE envelope.",
@@ -132,6 +140,11 @@ def build() -> dict[str, Any]:
                 "action": "receive",
                 "channel": {"$ref": "#/channels/oneShotBlock"},
                 "messages": [{"$ref": f"#/channels/oneShotBlock/messages/{k}"} for k in event_refs],
+            },
+            "readOneShotSocket": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/oneShotSocket"},
+                "messages": [{"$ref": f"#/channels/oneShotSocket/messages/{k}"} for k in event_refs],
             },
             "sendSocketMessage": {
                 "action": "send",

@@ -289,3 +289,48 @@ async def test_sigterm_after_a_closed_socket_exits_promptly(tmp_path: Path) -> N
     log = server.log_text()
     assert took < 2.0, f"shutdown took {took:.1f} s with no open connection; log tail:\n{log[-800:]}"
     assert "Traceback" not in log, log[-2000:]
+
+
+# -- the one-shot socket: start from the query string, close 1000 at the end ---------------------
+
+
+def one_shot_url(server: Server, block: str = "ask_question", **query: Any) -> str:
+    params = "&".join(f"{k}={v}" for k, v in {"input": "Rain", **query}.items())
+    return f"{server.ws_url}/ws/stream/ai-block/{block}?{params}"
+
+
+async def test_one_shot_socket_streams_over_time_and_closes_1000(server: Server) -> None:
+    async with await WSClient.open(one_shot_url(server, max_tokens=20)) as ws:
+        arrivals: list[float] = []
+        code = None
+        while code is None:
+            try:
+                await ws.recv()
+                arrivals.append(time.monotonic())
+            except WSClosed as closed:
+                code = closed.code
+    events = ws.frames
+    assert code == 1000
+    assert events[0]["type"] == "start" and terminal_of(events)["type"] == "done"
+    assert fold_text(events) and arrivals[-1] - arrivals[0] > 0.02  # tokens came over time, not at once
+    stream_id = events[0]["stream_id"]
+    async with server.client() as client:  # the stream is an ordinary one: readable by its owner
+        again = await read_sse(client, f"/api/streams/{stream_id}/events")
+    assert fold_text(again.events) == fold_text(events)
+
+
+@pytest.mark.parametrize(
+    ("block", "query", "status"),
+    [("no_such_block", {}, 404), ("ask_question", {"max_tokens": "lots"}, 422), ("quiz", {"topic": "x"}, 422)],
+)
+async def test_one_shot_socket_refuses_bad_queries_before_accepting(
+    server: Server, block: str, query: dict[str, Any], status: int
+) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    url = one_shot_url(server, block, **query)
+    with pytest.raises(InvalidStatus) as refused:
+        await WSClient.open(url)
+    response = refused.value.response
+    assert response.status_code == status
+    assert set(json.loads(response.body)["error"]) == {"code", "message", "field"}
