@@ -33,7 +33,8 @@ NUM_QUESTIONS = 3
 
 
 class TimedProvider:
-    """Wraps a provider to time its first token and count its tokens."""
+    """Wraps a provider to time its first token and count its tokens, over every call one
+    prompt makes (a quiz may call again for dropped questions): :meth:`reset` between prompts."""
 
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
@@ -41,8 +42,10 @@ class TimedProvider:
         self.first_token_at: float | None = None
         self.tokens = 0
 
-    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+    def reset(self) -> None:
         self.first_token_at, self.tokens = None, 0
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         async with contextlib.aclosing(self.inner.stream(request)) as deltas:
             async for delta in deltas:
                 if delta.tokens and self.first_token_at is None:
@@ -71,6 +74,7 @@ class Outcome:
 async def run_one(engine: Engine, timed: TimedProvider, block: str, prompt: str) -> Outcome:
     request = engine.prepare(block, prompt, num_questions=NUM_QUESTIONS if block == "quiz" else None)
     run = engine.start(request, "eval")
+    timed.reset()
     started = time.perf_counter()
     last: tuple[str, dict[str, object]] = ("", {})
     async with contextlib.aclosing(run.events()) as events:
