@@ -19,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT.parent / "shared" / "bench" / "sse_load.py"
 PY = str(ROOT / ".venv" / "bin" / "python")
+#: Per-client limits off (the load is one anonymous address) and no per-request log lines:
+#: the streaming path is what is measured.
+BENCH_ENV = {"RATE_LIMIT": "", "IP_RATE_LIMIT": "", "MAX_CONCURRENT_STREAMS": "0", "LOG_LEVEL": "WARNING"}
 
 
 def free_port() -> int:
@@ -40,7 +43,13 @@ def wait_ready(port: int) -> None:
 
 def main() -> None:
     port = free_port()
-    env = {**os.environ, "AI_PROVIDER": "scripted", "EVENT_TIMESTAMPS": "true", "PORT": str(port)}
+    env = {
+        **os.environ,
+        "AI_PROVIDER": "scripted",
+        "EVENT_TIMESTAMPS": "true",
+        "PORT": str(port),
+        **BENCH_ENV,
+    }
     pin = ["taskset", "-c", "1"] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
     server = subprocess.Popen([*pin, PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:

@@ -1,0 +1,1 @@
+"""Benchmarks: the product beside its peers (run.sh), delivery latency, resume replay."""
