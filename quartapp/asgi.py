@@ -30,6 +30,51 @@ class ReaderTooSlow(Exception):
     """The client did not accept a streamed chunk within the send timeout."""
 
 
+class _SendWatch:
+    """One response's send deadline, checked by one lazy timer instead of a timer per chunk.
+
+    A chunk's send records when it started; the timer, armed at the first chunk, fires
+    ``timeout`` later and either finds no send in flight (it is re-armed by the next
+    chunk), a send younger than ``timeout`` (it re-arms for the rest), or one older:
+    that send's task is cancelled. The per-chunk cost is two attribute writes.
+    """
+
+    __slots__ = ("dropped", "loop", "sender", "started", "timeout", "timer")
+
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
+        self.started: float | None = None
+        self.sender: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.dropped = False
+
+    def begin(self) -> None:
+        self.started = self.loop.time()
+        self.sender = asyncio.current_task()
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.started + self.timeout, self._check)
+
+    def end(self) -> None:
+        self.started = None
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.started is None:
+            return
+        due = self.started + self.timeout
+        if self.loop.time() < due:
+            self.timer = self.loop.call_at(due, self._check)
+        elif self.sender is not None:
+            self.dropped = True
+            self.sender.cancel()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class SendTimeoutMiddleware:
     def __init__(self, app: ASGIApp, timeout_s: float, on_drop: Callable[[], None] | None = None) -> None:
         self.app = app
@@ -42,18 +87,27 @@ class SendTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        timeout = self.timeout_s
+        watch = _SendWatch(self.timeout_s)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.body" and message.get("more_body"):
+                watch.begin()
                 try:
-                    async with asyncio.timeout(timeout):
-                        await send(message)
-                except TimeoutError:
-                    log.info("reader dropped: a chunk was not accepted within %ss (%s)", timeout, scope.get("path"))
+                    await send(message)
+                except asyncio.CancelledError:
+                    if not watch.dropped:
+                        raise
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    log.info(
+                        "reader dropped: a chunk was not accepted within %ss (%s)", watch.timeout, scope.get("path")
+                    )
                     if self.on_drop is not None:
                         self.on_drop()
                     raise ReaderTooSlow() from None
+                finally:
+                    watch.end()
             else:
                 await send(message)
 
@@ -61,7 +115,8 @@ class SendTimeoutMiddleware:
             await self.app(scope, receive, guarded_send)
         except ReaderTooSlow:
             return  # the response is abandoned; Hypercorn closes the connection
-
+        finally:
+            watch.close()
 
 
 class WebsocketConnection(ASGIWebsocketConnection):

@@ -29,7 +29,10 @@ class Metrics:
         )
         self.resumes = Counter("ail_resumes_total", "Readers that resumed with a cursor", ["outcome"], registry=r)
         self.log_latency = Histogram(
-            "ail_log_append_seconds", "Time to append one event to the stream log", buckets=_LATENCY_BUCKETS, registry=r
+            "ail_log_append_seconds",
+            "Time to append one event to the stream log (every 16th event)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.readers_dropped = Counter(
             "ail_readers_dropped_total", "Readers disconnected by the server", ["reason"], registry=r

@@ -14,6 +14,7 @@ one ``snapshot`` instead of a replay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -124,28 +125,46 @@ class StreamLog(Protocol):
 
 
 class _MemoryStream:
-    __slots__ = ("changed", "entries", "epoch", "expires_at", "info_fields", "last_seq", "state", "stream_id")
+    __slots__ = (
+        "active_at",
+        "entries",
+        "epoch",
+        "expires_at",
+        "info_fields",
+        "last_seq",
+        "state",
+        "stream_id",
+        "waiters",
+    )
 
     def __init__(self, stream_id: str, epoch: str, history: int, fields: dict[str, Any]) -> None:
         self.stream_id = stream_id
         self.epoch = epoch
         self.entries: deque[Entry] = deque(maxlen=history)
         self.state = StreamState()
-        self.changed = asyncio.Event()
+        self.waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
         self.info_fields = fields
         self.last_seq = 0
         self.expires_at: float | None = None
+        self.active_at = time.monotonic()  # last append or heartbeat wake-up
 
 
 class MemoryStreamLog:
-    """The embedded log: one process, bounded history, retention after the end."""
+    """The embedded log: one process, bounded history, retention after the end.
+
+    The per-event path does no timer work: readers wait on the stream's event alone,
+    and one heartbeat task wakes the readers of streams that went quiet (an empty
+    read is a heartbeat). Finished streams expire in end order, from a queue.
+    """
 
     def __init__(self, history_size: int, retention_s: float) -> None:
         self._history = history_size
         self._retention = retention_s
         self._streams: dict[str, _MemoryStream] = {}
         self._epochs: dict[str, str] = {}
+        self._expiring: deque[tuple[float, str]] = deque()  # (expires_at, stream_id), in end order
         self._stop_handler: StopHandler | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo:
         self._expire()
@@ -163,12 +182,33 @@ class MemoryStreamLog:
         entry = Entry(stream_id, stream.epoch, stream.last_seq, event_type, data)
         stream.entries.append(entry)
         stream.state.apply(event_type, data)
+        stream.active_at = now = time.monotonic()
         if event_type in TERMINAL:
             stream.info_fields["ended_at"] = time.time()
-            stream.expires_at = time.monotonic() + self._retention
-        changed, stream.changed = stream.changed, asyncio.Event()
-        changed.set()
+            stream.expires_at = now + self._retention
+            self._expiring.append((stream.expires_at, stream_id))
+        self._wake(stream)
         return entry
+
+    @staticmethod
+    def _wake(stream: _MemoryStream) -> None:
+        waiters = stream.waiters
+        if waiters:
+            stream.waiters = []
+            for waiter in waiters:
+                if not waiter.done():  # a reader cancelled meanwhile
+                    waiter.set_result(None)
+
+    async def _beat(self, interval: float) -> None:
+        """Wake the readers of every stream quiet for most of ``interval``, every quarter of it,
+        so a quiet reader hears something every 0.75-1.0 x ``interval``."""
+        while True:
+            await asyncio.sleep(interval / 4)
+            quiet_since = time.monotonic() - interval * 0.75
+            for stream in self._streams.values():
+                if stream.active_at <= quiet_since:
+                    stream.active_at += interval * 0.75
+                    self._wake(stream)
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:
         stream = self._streams.get(stream_id)
@@ -187,11 +227,11 @@ class MemoryStreamLog:
         if stream is None:
             return []
         if stream.last_seq <= after_seq:
-            try:
-                async with asyncio.timeout(timeout):
-                    await stream.changed.wait()
-            except TimeoutError:
-                return []
+            if self._heartbeat is None:
+                self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
+            waiter = asyncio.get_running_loop().create_future()
+            stream.waiters.append(waiter)
+            await waiter  # an append, or the heartbeat after ``timeout`` of quiet
         return await self.read(stream_id, after_seq, self._history)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
@@ -238,18 +278,28 @@ class MemoryStreamLog:
         return False
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
         self._streams.clear()
         self._epochs.clear()
+        self._expiring.clear()
 
     def _expire(self) -> None:
-        now = time.monotonic()
-        for stream_id in [s for s, v in self._streams.items() if v.expires_at is not None and v.expires_at < now]:
-            self._drop(stream_id)
+        now, expiring = time.monotonic(), self._expiring
+        while expiring and expiring[0][0] < now:
+            expires_at, stream_id = expiring.popleft()
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.expires_at == expires_at:
+                self._drop(stream_id)
 
     def _drop(self, stream_id: str) -> None:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             self._epochs.pop(stream.epoch, None)
+            self._wake(stream)  # its readers find it gone
 
     def __len__(self) -> int:
         return len(self._streams)
