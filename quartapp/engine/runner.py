@@ -92,6 +92,19 @@ class _Mailbox:
                 self._waiter = None
         return self.items.popleft()
 
+class _Timer:
+    """A re-armable timer's current handle, so that whoever holds it can cancel it."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
 QUIZ_EXTRA_ATTEMPTS = 2
 
@@ -164,7 +177,7 @@ class Run:
         waiting = queue.items
         self._last_delta = time.monotonic()
         pump = asyncio.create_task(self._pump(self._engine.provider, gen, queue))
-        watchdog = asyncio.create_task(self._watchdog(pump, queue))
+        watchdog = self._watchdog(pump, queue)
         max_batch = self._engine.settings.COALESCE_MAX_TOKENS
         stamp = self._engine.settings.EVENT_TIMESTAMPS
         pending: object = None
@@ -204,19 +217,27 @@ class Run:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
 
-    async def _watchdog(self, pump: asyncio.Task[None], queue: _Mailbox) -> None:
+    def _watchdog(self, pump: asyncio.Task[None], queue: _Mailbox) -> _Timer:
         """End a provider that goes quiet for TOKEN_TIMEOUT_S, whatever the provider.
 
-        One timer per generation, checking a timestamp the pump updates per delta,
-        instead of a timeout armed around every token.
+        One lazy timer per generation: it fires ``timeout`` after the last delta it knows
+        of and re-arms itself if the pump has seen one since (the pump only writes a
+        timestamp per delta). No task, and no timer per token.
         """
         timeout = self._engine.settings.TOKEN_TIMEOUT_S
-        while not pump.done():
-            await asyncio.sleep(min(timeout / 4, 1.0))
-            if time.monotonic() - self._last_delta > timeout and not pump.done():
+        loop = asyncio.get_running_loop()
+        timer = _Timer()
+
+        def check() -> None:
+            quiet = time.monotonic() - self._last_delta
+            if quiet < timeout:
+                timer.handle = loop.call_later(timeout - quiet, check)
+            elif not pump.done():
                 pump.cancel()
                 queue.put(ProviderTimeout(f"the model sent nothing for {timeout:g} s"))
-                return
+
+        timer.handle = loop.call_later(timeout, check)
+        return timer
 
     def _note(self, delta: Delta) -> None:
         self._output_tokens += delta.tokens
