@@ -46,6 +46,10 @@ class StreamNotFound(Exception):
     """No such stream (or not yours): the API answers 404 either way."""
 
 
+#: Most entries one read takes: a reader catching up gets its first events after one page,
+#: not after the whole backlog was fetched and framed.
+READ_PAGE = 256
+
 #: Log latency is observed for a stream's first append and every 16th after it.
 LOG_LATENCY_SAMPLE_MASK = 15
 
@@ -278,7 +282,7 @@ class StreamManager:
                 if first[-1].type in TERMINAL:
                     return
             heartbeat = self.settings.HEARTBEAT_INTERVAL_S
-            limit = self.settings.STREAM_HISTORY_SIZE
+            limit = min(self.settings.STREAM_HISTORY_SIZE, READ_PAGE)
             while True:
                 if remote and time.monotonic() - touched > grace / 3:
                     touched = time.monotonic()
