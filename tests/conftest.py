@@ -37,7 +37,9 @@ from quart import Quart
 from quartapp.__main__ import hypercorn_config, services_of
 from quartapp.app import Services, create_app
 from quartapp.config import FIELDS, ROOT, Settings, load_settings
+from quartapp.providers import Provider
 from quartapp.providers.scripted import ScriptedProvider
+from quartapp.streams.log import StreamLog
 from quartapp.streams.manager import StreamManager
 from tests.helpers import TEST_API_KEY
 from tests.redis_server import _own_redis, _redis_server  # noqa: F401  (session-wide real Redis fixtures)
@@ -127,11 +129,15 @@ class Server:
                 await self.task
 
 
-async def start_server(settings: Settings) -> Server:
-    """Serve ``create_app(settings)`` with a fresh ScriptedProvider; returns once /healthz answers."""
+async def start_server(
+    settings: Settings, provider: Provider | None = None, stream_log: StreamLog | None = None
+) -> Server:
+    """Serve ``create_app(settings, provider, stream_log)`` on a free loopback port; returns once
+    /healthz answers. ``provider`` defaults to a ``ScriptedProvider`` at the settings' interval.
+    Stop it with ``await server.stop()`` (as SIGTERM does: streams are told first, then Hypercorn)."""
     settings = settings.model_copy(update={"PORT": free_port()})
-    provider = ScriptedProvider(settings.SCRIPTED_TOKEN_INTERVAL_MS / 1000)
-    app = create_app(settings, provider=provider)
+    provider = provider or ScriptedProvider(settings.SCRIPTED_TOKEN_INTERVAL_MS / 1000)
+    app = create_app(settings, provider=provider, stream_log=stream_log)
     shutdown = asyncio.Event()
 
     async def shutdown_trigger() -> None:
@@ -141,18 +147,16 @@ async def start_server(settings: Settings) -> Server:
 
     task = asyncio.create_task(serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
     base_url = f"http://127.0.0.1:{settings.PORT}"
-    server = Server(settings, provider, app, base_url, f"ws://127.0.0.1:{settings.PORT}", task, shutdown)
+    server = Server(settings, provider, app, base_url, f"ws://127.0.0.1:{settings.PORT}", task, shutdown)  # type: ignore[arg-type]
     async with httpx2.AsyncClient(base_url=base_url, timeout=2.0) as client:
         deadline = time.monotonic() + 10
         while True:
             if task.done():
                 task.result()  # raises what stopped it (port taken, ...)
                 raise RuntimeError("the server stopped during start-up")
-            try:
+            with contextlib.suppress(httpx2.TransportError):
                 if (await client.get("/healthz")).status_code == 200:
                     return server
-            except httpx2.TransportError:
-                pass
             if time.monotonic() > deadline:
                 await server.stop()
                 raise RuntimeError(f"the server on {base_url} did not start within 10 s")

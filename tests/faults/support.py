@@ -28,16 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from hypercorn.asyncio import serve
 
-from quartapp.__main__ import hypercorn_config, services_of
-from quartapp.app import create_app
 from quartapp.config import FIELDS, ROOT, Settings, load_settings
 from quartapp.providers.base import Delta, GenerationRequest, Provider, ProviderInfo
 from quartapp.providers.scripted import ScriptedProvider
 from quartapp.streams.log import StreamLog
 from tests import helpers as _helpers
-from tests.conftest import SUBPROCESS_ENV, TEST_SETTINGS, ProcessServer, Server, free_port
+from tests.conftest import SUBPROCESS_ENV, TEST_SETTINGS, ProcessServer, Server, free_port, start_server
 from tests.helpers import assert_valid_event
 
 QUESTION = "Why is the sky blue?"
@@ -115,36 +112,8 @@ def client_for(server: Server | ProcessServer, **kwargs: Any) -> httpx2.AsyncCli
 async def start_app(
     settings: Settings, provider: Provider | None = None, stream_log: StreamLog | None = None
 ) -> Server:
-    """Serve ``create_app(settings, provider, stream_log)`` on a free loopback port; returns once /healthz answers.
-
-    ``provider`` defaults to a ``ScriptedProvider`` at the settings' interval. Stop it with ``await server.stop()``
-    (the same path as SIGTERM: streams are told first, then Hypercorn stops)."""
-    settings = settings.model_copy(update={"PORT": free_port()})
-    provider = provider or ScriptedProvider(settings.SCRIPTED_TOKEN_INTERVAL_MS / 1000)
-    app = create_app(settings, provider=provider, stream_log=stream_log)
-    shutdown = asyncio.Event()
-
-    async def shutdown_trigger() -> None:
-        await shutdown.wait()
-        await services_of(app).streams.shutdown()
-
-    config = hypercorn_config(settings)
-    task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
-    base_url = f"http://127.0.0.1:{settings.PORT}"
-    server = Server(settings, provider, app, base_url, f"ws://127.0.0.1:{settings.PORT}", task, shutdown)  # type: ignore[arg-type]
-    async with httpx2.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            if task.done():
-                task.result()
-                raise RuntimeError("the server stopped during start-up")
-            with contextlib.suppress(httpx2.TransportError):
-                if (await client.get("/healthz")).status_code == 200:
-                    return server
-            if time.monotonic() > deadline:
-                await server.stop()
-                raise RuntimeError(f"the server on {base_url} did not start within 10 s")
-            await asyncio.sleep(0.02)
+    """``tests.conftest.start_server``: the app on a free loopback port, ready."""
+    return await start_server(settings, provider, stream_log)
 
 
 def port_of(server: Server) -> int:

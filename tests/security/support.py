@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -21,14 +20,11 @@ from typing import Any
 
 import httpx2
 import structlog
-from hypercorn.asyncio import serve
 
-from quartapp.__main__ import hypercorn_config, services_of
-from quartapp.app import create_app
 from quartapp.config import Settings, load_settings
 from quartapp.providers.base import Delta, GenerationRequest
 from quartapp.providers.scripted import ScriptedProvider
-from tests.conftest import TEST_SETTINGS, Server, free_port
+from tests.conftest import TEST_SETTINGS, Server, start_server
 
 QUESTION = "What is a volcano?"
 
@@ -61,32 +57,9 @@ def settings(**overrides: Any) -> Settings:
 
 
 async def start(config: Settings, provider: ScriptedProvider | None = None) -> Server:
-    """Serve ``create_app(config, provider)`` on a free port; returns once /healthz answers."""
-    config = config.model_copy(update={"PORT": free_port()})
+    """Serve ``create_app(config, provider)`` on a free port (a ``RecordingProvider`` by default)."""
     provider = provider or RecordingProvider(config.SCRIPTED_TOKEN_INTERVAL_MS / 1000)
-    app = create_app(config, provider=provider)
-    shutdown = asyncio.Event()
-
-    async def shutdown_trigger() -> None:
-        await shutdown.wait()
-        await services_of(app).streams.shutdown()
-
-    task = asyncio.create_task(serve(app, hypercorn_config(config), shutdown_trigger=shutdown_trigger))  # type: ignore[arg-type]
-    base_url = f"http://127.0.0.1:{config.PORT}"
-    server = Server(config, provider, app, base_url, f"ws://127.0.0.1:{config.PORT}", task, shutdown)
-    async with httpx2.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            if task.done():
-                task.result()
-                raise RuntimeError("the server stopped during start-up")
-            with contextlib.suppress(httpx2.TransportError):
-                if (await client.get("/healthz")).status_code == 200:
-                    return server
-            if time.monotonic() > deadline:
-                await server.stop()
-                raise RuntimeError(f"the server on {base_url} did not start within 10 s")
-            await asyncio.sleep(0.02)
+    return await start_server(config, provider)
 
 
 def browser(server: Server, **kwargs: Any) -> httpx2.AsyncClient:
