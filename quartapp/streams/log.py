@@ -200,14 +200,15 @@ class MemoryStreamLog:
                     waiter.set_result(None)
 
     async def _beat(self, interval: float) -> None:
-        """Wake the readers of every stream quiet for most of ``interval``, every quarter of it,
-        so a quiet reader hears something every 0.75-1.0 x ``interval``."""
+        """Every quarter of ``interval``, wake the readers of every stream quiet for ``interval``:
+        a quiet reader hears something 1.0-1.25 x ``interval`` after the last event (or beat)."""
         while True:
             await asyncio.sleep(interval / 4)
-            quiet_since = time.monotonic() - interval * 0.75
+            now = time.monotonic()
+            quiet_since = now - interval
             for stream in self._streams.values():
                 if stream.active_at <= quiet_since:
-                    stream.active_at += interval * 0.75
+                    stream.active_at = now
                     self._wake(stream)
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:

@@ -217,7 +217,9 @@ class ResumeMachine(RuleBasedStateMachine):
                         if entry.type in TERMINAL:
                             reader.finished = True
                             return
-                        if taken >= count:
+                        if taken >= count and entry.type != "reset":
+                            # a reset and its snapshot go out in one write (one SSE chunk, two
+                            # back-to-back frames): the reader model does not cut between them
                             return
         except StreamNotFound:
             reader.gone = True
