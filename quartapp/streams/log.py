@@ -152,9 +152,10 @@ class _MemoryStream:
 class MemoryStreamLog:
     """The embedded log: one process, bounded history, retention after the end.
 
-    The per-event path does no timer work: readers wait on the stream's event alone,
-    and one heartbeat task wakes the readers of streams that went quiet (an empty
-    read is a heartbeat). Finished streams expire in end order, from a queue.
+    The per-event path does no timer work: a waiting reader parks a future on its
+    stream, which the next append resolves, and one heartbeat task wakes the readers
+    of streams that went quiet (their empty read is a heartbeat). Finished streams
+    expire in end order, from a queue.
     """
 
     def __init__(self, history_size: int, retention_s: float) -> None:
@@ -284,6 +285,8 @@ class MemoryStreamLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        for stream in self._streams.values():
+            self._wake(stream)  # waiting readers find their stream gone
         self._streams.clear()
         self._epochs.clear()
         self._expiring.clear()
