@@ -32,6 +32,7 @@ from quart_schema.conversion import model_load
 from quart_schema.mixins import SchemaValidationError
 
 from quartapp.app import Services, services
+from quartapp.asgi import SendWatch
 from quartapp.engine import InputError, StreamingDisabled
 from quartapp.errors import APIError, strict_json_loads
 from quartapp.identity import new_session_headers
@@ -116,13 +117,20 @@ class _Socket:
 async def _relay(core: Services, stream_id: str, after: str | None, owner: str) -> bool:
     """Send a stream's events on this socket until it ends. False when the reader stopped
     reading and was dropped (the stream goes on and can be resumed)."""
-    timeout = core.settings.SEND_TIMEOUT_S
+    watch = SendWatch(core.settings.SEND_TIMEOUT_S)  # one lazy timer, not one per batch
     try:
-        async for batch in core.streams.follow(stream_id, after, owner):
-            async with asyncio.timeout(timeout):
+        async with contextlib.aclosing(core.streams.follow(stream_id, after, owner)) as batches:
+            async for batch in batches:
+                watch.begin()
                 for entry in batch:
                     await websocket.send(entry.ws)
-    except TimeoutError:
+                watch.end()
+    except asyncio.CancelledError:
+        if not watch.dropped:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
         log.info("websocket reader dropped", reason="send_timeout")
         core.streams.metrics.readers_dropped.labels("send_timeout").inc()
         # 1013 "try again later" (the client's lag, not our fault; 1011 would say the server
@@ -132,6 +140,8 @@ async def _relay(core: Services, stream_id: str, after: str | None, owner: str) 
             async with asyncio.timeout(CLOSE_FRAME_WAIT_S):
                 await websocket.close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
         return False
+    finally:
+        watch.close()
     return True
 
 

@@ -30,8 +30,9 @@ class ReaderTooSlow(Exception):
     """The client did not accept a streamed chunk within the send timeout."""
 
 
-class _SendWatch:
-    """One response's send deadline, checked by one lazy timer instead of a timer per chunk.
+class SendWatch:
+    """One response's (or socket's) send deadline, checked by one lazy timer instead of a
+    timer per chunk.
 
     A chunk's send records when it started; the timer, armed at the first chunk, fires
     ``timeout`` later and either finds no send in flight (it is re-armed by the next
@@ -87,7 +88,7 @@ class SendTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        watch = _SendWatch(self.timeout_s)
+        watch = SendWatch(self.timeout_s)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.body" and message.get("more_body"):

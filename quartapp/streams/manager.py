@@ -24,7 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import structlog
@@ -257,7 +257,7 @@ class StreamManager:
 
     # -- reading -----------------------------------------------------------
 
-    async def follow(self, stream_id: str, cursor: str | None, owner: str = "") -> AsyncIterator[list[Entry]]:
+    async def follow(self, stream_id: str, cursor: str | None, owner: str = "") -> AsyncGenerator[list[Entry], None]:
         """Yield batches of entries from ``cursor`` on; an empty batch means a quiet heartbeat interval.
 
         Ends after the terminal event (``done`` or ``error``).
