@@ -126,11 +126,8 @@ async def _relay(core: Services, stream_id: str, after: str | None, owner: str) 
                     await websocket.send(entry.ws)
                 watch.end()
     except asyncio.CancelledError:
-        if not watch.dropped:
+        if not watch.took_back():
             raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
         log.info("websocket reader dropped", reason="send_timeout")
         core.streams.metrics.readers_dropped.labels("send_timeout").inc()
         # 1013 "try again later" (the client's lag, not our fault; 1011 would say the server

@@ -70,6 +70,16 @@ class SendWatch:
             self.dropped = True
             self.sender.cancel()
 
+    def took_back(self) -> bool:
+        """Called in ``except CancelledError``: True when the cancellation was this watch
+        dropping the reader, which is then taken back (the caller handles the drop)."""
+        if not self.dropped:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -96,11 +106,8 @@ class SendTimeoutMiddleware:
                 try:
                     await send(message)
                 except asyncio.CancelledError:
-                    if not watch.dropped:
+                    if not watch.took_back():
                         raise
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
                     log.info(
                         "reader dropped: a chunk was not accepted within %ss (%s)", watch.timeout, scope.get("path")
                     )
