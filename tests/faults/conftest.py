@@ -10,39 +10,12 @@ it is marked ``server_errors_expected`` (it provokes one on purpose: a provider 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-CALL_FAILED = pytest.StashKey[bool]()
-
-#: Top-level loggers of the server side: the app, Hypercorn, asyncio (a task that died), Quart.
-WATCHED = frozenset({"quartapp", "blueprints", "hypercorn", "asyncio", "quart"})
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
-    report: pytest.TestReport = yield
-    if report.when == "call":
-        item.stash[CALL_FAILED] = report.failed
-    return report
-
-
-@pytest.fixture(autouse=True)
-def _no_server_errors(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    caplog.set_level(logging.WARNING)
-    yield
-    if request.node.get_closest_marker("server_errors_expected") or request.node.stash.get(CALL_FAILED, False):
-        return
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.split(".")[0] in WATCHED]
-    if errors:
-        lines = "\n".join(
-            f"{r.name}: {r.getMessage()}" + (f" [{r.exc_info[1]!r}]" if r.exc_info else "") for r in errors
-        )
-        pytest.fail(f"the server logged errors during the test:\n{lines}")
-
+from tests.server_errors import *  # noqa: F403  (the guard: a report hook and an autouse fixture)
 
 # -- the 65 s stream runs in the background of the whole battery ---------------------------
 #

@@ -189,6 +189,23 @@ class RawResponse:
     raw: bytes
 
 
+def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything a (frozen, then thawed) socket has and will get, until the server closes it."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(1 << 20)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return bytes(data)
+
+
 def parse_http_response(raw: bytes) -> RawResponse:
     """Parse what a raw socket received: status line, headers, and as much chunked body as is there."""
     head, sep, rest = raw.partition(b"\r\n\r\n")

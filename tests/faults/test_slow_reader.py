@@ -25,6 +25,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from tests.faults.support import (
     port_of,
     raw_request,
     raw_websocket,
+    read_until_closed,
     rss_bytes,
     spawn,
     sse_events,
@@ -79,23 +81,6 @@ def _dropped(server: Server) -> float:
     return float(server.manager.metrics.readers_dropped.labels("send_timeout")._value.get())
 
 
-def _thaw(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Read everything the frozen socket has and will get, until the server closes it."""
-    sock.settimeout(timeout)
-    data = bytearray()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(1 << 20)
-        except (ConnectionResetError, TimeoutError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
-    return bytes(data)
-
-
 #: The ``done`` event carries the whole text (~6 MB here): above httpx2's and websockets' 1 MiB default.
 BIG_EVENT = 16 * 2**20
 
@@ -130,6 +115,22 @@ async def _freeze_ws(server: Server) -> tuple[socket.socket, float]:
     return sock, time.monotonic()
 
 
+async def _frozen_until_dropped(
+    server: Server, provider: BigProvider, freeze: Callable[[Server], Awaitable[tuple[socket.socket, float]]]
+) -> tuple[bytes, float]:
+    """Freeze a reader, wait until the server drops it and the stream ends anyway, then thaw it:
+    what it received, and how long after its request it was dropped."""
+    before = _dropped(server)
+    sock, since = await freeze(server)
+    try:
+        dropped_after = await _await_drop(server, before, since)
+        await wait_until(lambda: provider.finished == 1 and server.manager.active == 0, 10)
+    finally:
+        raw = await asyncio.to_thread(read_until_closed, sock)
+    assert provider.cancelled == 0, "the producer was stopped with its reader"
+    return raw, dropped_after
+
+
 async def _await_drop(server: Server, before: float, since: float) -> float:
     await wait_until(lambda: _dropped(server) > before, DELAY_S + SEND_TIMEOUT_S + 5)
     return time.monotonic() - since
@@ -139,14 +140,7 @@ async def test_a_frozen_sse_reader_is_dropped_and_resumes_without_a_gap(
     big_server: tuple[Server, BigProvider],
 ) -> None:
     server, provider = big_server
-    before = _dropped(server)
-    sock, since = await _freeze_sse(server)
-    try:
-        dropped_after = await _await_drop(server, before, since)
-        await wait_until(lambda: provider.finished == 1 and server.manager.active == 0, 10)
-    finally:
-        raw = await asyncio.to_thread(_thaw, sock)
-    assert provider.cancelled == 0, "the producer was stopped with its reader"
+    raw, dropped_after = await _frozen_until_dropped(server, provider, _freeze_sse)
     response = parse_http_response(raw)
     assert response.status == 200 and not response.complete
     frozen = sse_events(response.body)
@@ -177,14 +171,7 @@ async def test_a_frozen_websocket_reader_is_dropped_and_resumes_without_a_gap(
     big_server: tuple[Server, BigProvider],
 ) -> None:
     server, provider = big_server
-    before = _dropped(server)
-    sock, since = await _freeze_ws(server)
-    try:
-        dropped_after = await _await_drop(server, before, since)
-        await wait_until(lambda: provider.finished == 1 and server.manager.active == 0, 10)
-    finally:
-        raw = await asyncio.to_thread(_thaw, sock)
-    assert provider.cancelled == 0, "the producer was stopped with its reader"
+    raw, dropped_after = await _frozen_until_dropped(server, provider, _freeze_ws)
     frames, _ = ws_frames(raw)
     texts = [assert_valid_event(json.loads(payload), "ws") for opcode, payload in frames if opcode == 1]
     closes = [payload for opcode, payload in frames if opcode == 8]

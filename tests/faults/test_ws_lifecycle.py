@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from typing import Any
 
@@ -35,6 +34,7 @@ from tests.faults.support import (
     make_settings,
     port_of,
     raw_websocket,
+    read_until_closed,
     start_app,
     wait_until,
     ws_frame,
@@ -147,7 +147,7 @@ async def test_a_reader_dropped_for_not_reading_is_not_told_1011() -> None:
         sock.sendall(ws_frame(json.dumps(message)))
         dropped = server.manager.metrics.readers_dropped.labels("send_timeout")
         await wait_until(lambda: dropped._value.get() >= 1, 8)
-        raw = await asyncio.to_thread(_drain, sock)
+        raw = await asyncio.to_thread(read_until_closed, sock)
     finally:
         await server.stop()
     frames, _ = ws_frames(raw)
@@ -155,22 +155,6 @@ async def test_a_reader_dropped_for_not_reading_is_not_told_1011() -> None:
     code = int.from_bytes(closes[0][:2], "big") if closes and len(closes[0]) >= 2 else None
     print(f"\na reader dropped for not reading got close code {code}")
     assert code != SERVER_FAULT
-
-
-def _drain(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    sock.settimeout(timeout)
-    data = bytearray()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(1 << 20)
-        except (ConnectionResetError, TimeoutError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
-    return bytes(data)
 
 
 @pytest.mark.server_errors_expected  # the handler's failure is logged
