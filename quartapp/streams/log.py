@@ -178,7 +178,9 @@ class MemoryStreamLog:
         return info
 
     async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry:
-        stream = self._streams[stream_id]
+        stream = self._streams.get(stream_id)
+        if stream is None:  # expired, or the log closed under a producer that is still ending
+            raise Fenced(f"stream {stream_id} is no longer in the log")
         stream.last_seq += 1
         entry = Entry(stream_id, stream.epoch, stream.last_seq, event_type, data)
         stream.entries.append(entry)

@@ -377,11 +377,12 @@ class StreamManager:
         self._closing = True
         producers = list(self._producers.values())
         for producer in producers:
-            await self.log.append(
-                producer.stream_id,
-                "shutdown",
-                {"message": "the server is restarting; reconnect to resume", "retry_after_ms": 1000},
-            )
+            with contextlib.suppress(Fenced, LogUnavailable):  # readers then learn of it as producer_lost
+                await self.log.append(
+                    producer.stream_id,
+                    "shutdown",
+                    {"message": "the server is restarting; reconnect to resume", "retry_after_ms": 1000},
+                )
             self._cancel(producer, "interrupted", "shutdown")
         tasks = [p.task for p in producers if p.task is not None]
         if tasks:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from quartapp.config import load_settings
-from quartapp.streams.log import MemoryStreamLog, StreamLog
+from quartapp.streams.log import Fenced, MemoryStreamLog, StreamLog
 from tests.helpers import assert_valid_event
 from tests.redis_server import RedisServer
 
@@ -229,3 +229,17 @@ async def test_stop_requests_reach_the_registered_handler(make_log: MakeLog) -> 
     log.on_stop_request(asked.append)
     await log.request_stop("s1")
     assert asked == ["s1"]
+
+
+async def test_a_producer_outliving_the_memory_log_is_fenced_and_its_readers_wake() -> None:
+    """A closed (or expired) stream is no longer writable: a producer still ending gets Fenced,
+    which it handles, never a KeyError; a reader waiting on it returns instead of hanging."""
+    log = MemoryStreamLog(history_size=16, retention_s=60)
+    await log.create("s1", "", "ask_question")
+    reader = asyncio.create_task(log.wait("s1", 0, 5.0))
+    await asyncio.sleep(0.01)
+    await log.close()
+    async with asyncio.timeout(1):
+        assert await reader == []
+    with pytest.raises(Fenced):
+        await log.append("s1", "token", token("late"))
