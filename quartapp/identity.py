@@ -133,8 +133,11 @@ def new_session_headers() -> dict[str, str]:
     return {"Set-Cookie": cookie_header(identity, websocket.scheme == "wss", services().identities.max_age)}
 
 
-def set_new_session_cookie(response: Response) -> Response:
-    """``after_request``: set the cookie of a session this request minted."""
+async def set_new_session_cookie(response: Response) -> Response:
+    """``after_request``: set the cookie of a session this request minted.
+
+    Async although it awaits nothing: Quart runs a sync hook in a thread pool, a thread
+    hop (and GIL contention) on every request."""
     if not has_request_context():
         return response
     identity: Identity | None = g.get("identity")
