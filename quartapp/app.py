@@ -61,7 +61,7 @@ def make_stream_log(settings: Settings) -> StreamLog:
         from .streams.redis_log import RedisStreamLog
 
         return RedisStreamLog(settings)
-    return MemoryStreamLog(settings.STREAM_HISTORY_SIZE, settings.STREAM_RETENTION_S)
+    return MemoryStreamLog(settings.STREAM_HISTORY_SIZE, settings.STREAM_RETENTION_S, settings.COALESCE_MAX_TOKENS)
 
 
 def create_app(

@@ -87,7 +87,9 @@ class Settings(BaseModel):
     STREAM_SNAPSHOT_AFTER: int = _s(
         1000, "A reader this many events behind gets one snapshot event instead of the replay", ge=1
     )
-    COALESCE_MAX_TOKENS: int = _s(32, "Most tokens merged into one token event when they arrive together", ge=1)
+    COALESCE_MAX_TOKENS: int = _s(
+        32, "Most tokens merged into one token event when they come faster than readers take them", ge=1
+    )
     SEND_TIMEOUT_S: float = _s(5.0, "A reader that takes longer than this to accept an event is dropped", gt=0)
     EVENT_TIMESTAMPS: bool = _s(
         False, "Add the server time (ns) a token was taken from the provider to token events, as t"

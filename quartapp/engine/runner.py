@@ -7,10 +7,10 @@
 stream never loses its text. ``Engine.complete()`` is the non-streaming path:
 the same run, collected into one result.
 
-Coalescing: a pump task moves provider deltas into a queue, and the consumer
-takes whatever is already waiting (up to ``COALESCE_MAX_TOKENS``) into one
-event. It never waits to fill a batch, so it adds no delay: at a slow token
-rate every token is its own event, at a high rate events carry many tokens.
+The provider is iterated in the task that consumes ``events()``: one task per
+stream, not a pump and a consumer. Coalescing happens where it costs nothing
+in latency: the stream log merges a token event into the one before it while
+no reader has taken that one yet (see ``streams/log.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Settings
 from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, ProviderTimeout, Usage
@@ -60,49 +60,37 @@ class Completed:
     finish_reason: str
 
 
-_END = object()
+class _QuietWatch:
+    """Ends a provider that goes quiet for ``TOKEN_TIMEOUT_S``, whatever the provider.
 
-
-class _Mailbox:
-    """One producer, one consumer: a deque and a wake-up future.
-
-    ``asyncio.Queue`` costs a third of the per-token path (its waiter bookkeeping
-    and ``maxsize`` checks run for every item); this hand-off does only what a
-    single pump and a single reader need.
+    One lazy timer per generation and no task: the run marks when it starts waiting for
+    the provider (``waiting``) and clears the mark when an item arrives. The timer fires
+    ``timeout`` after the last mark it knows of and re-arms itself while the run is busy
+    elsewhere (appending to a slow log is not the provider being quiet); when the run has
+    waited the whole timeout it cancels the run's task, which ``Run._generate`` turns
+    into ``ProviderTimeout``.
     """
 
-    __slots__ = ("_waiter", "items")
+    __slots__ = ("fired", "handle", "waiting")
 
-    def __init__(self) -> None:
-        self.items: deque[object] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+    def __init__(self, timeout: float, task: asyncio.Task[Any]) -> None:
+        self.waiting: float | None = None
+        self.fired = False
+        loop = asyncio.get_running_loop()
 
-    def put(self, item: object) -> None:
-        self.items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        def check() -> None:
+            waiting = self.waiting
+            quiet = 0.0 if waiting is None else time.monotonic() - waiting
+            if quiet < timeout:
+                self.handle = loop.call_later(timeout - quiet, check)
+            else:
+                self.fired = True
+                task.cancel()
 
-    async def get(self) -> object:
-        while not self.items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self.items.popleft()
-
-class _Timer:
-    """A re-armable timer's current handle, so that whoever holds it can cancel it."""
-
-    __slots__ = ("handle",)
-
-    def __init__(self) -> None:
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle = loop.call_later(timeout, check)
 
     def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
+        self.handle.cancel()
 
 
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
@@ -121,7 +109,6 @@ class Run:
         self._usage: Usage | None = None
         self.finish_reason = "finished"
         self.final: BlockResult | None = None
-        self._last_delta = 0.0
 
     def result(self) -> BlockResult:
         """What was produced so far (partial while running)."""
@@ -172,72 +159,55 @@ class Run:
         yield ("done", self.done_data("complete", self.finish_reason, self.final))
 
     async def _generate(self, gen: GenerationRequest) -> AsyncGenerator[Event, None]:
-        """One provider call: deltas -> coalesced batches -> shaped events. Raises ProviderError."""
-        queue = _Mailbox()
-        waiting = queue.items
-        self._last_delta = time.monotonic()
-        pump = asyncio.create_task(self._pump(self._engine.provider, gen, queue))
-        watchdog = self._watchdog(pump, queue)
-        max_batch = self._engine.settings.COALESCE_MAX_TOKENS
-        stamp = self._engine.settings.EVENT_TIMESTAMPS
-        pending: object = None
-        try:
-            while True:
-                item, pending = (pending, None) if pending is not None else (await queue.get(), None)
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Delta)
-                if item.queued_position is not None:
-                    yield ("queued", {"position": item.queued_position})
-                    continue
-                taken = time.time_ns() if stamp else 0
-                parts, tokens = [item.text], item.tokens
-                self._note(item)
-                # take what is already waiting, never wait for more: no added delay
-                while tokens < max_batch and waiting:
-                    nxt = waiting.popleft()
-                    if not isinstance(nxt, Delta) or nxt.queued_position is not None:
-                        pending = nxt
-                        break
-                    parts.append(nxt.text)
-                    tokens += nxt.tokens
-                    self._note(nxt)
-                text = "".join(parts)
-                if text:
-                    for event in self._shaper.feed(text, max(tokens, 1)):
-                        if stamp and event[0] == "token":
-                            event[1]["t"] = taken
-                        yield event
-        finally:
-            watchdog.cancel()
-            if not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+        """One provider call: deltas -> shaped events. Raises ProviderError.
 
-    def _watchdog(self, pump: asyncio.Task[None], queue: _Mailbox) -> _Timer:
-        """End a provider that goes quiet for TOKEN_TIMEOUT_S, whatever the provider.
-
-        One lazy timer per generation: it fires ``timeout`` after the last delta it knows
-        of and re-arms itself if the pump has seen one since (the pump only writes a
-        timestamp per delta). No task, and no timer per token.
+        The provider is iterated in the caller's task (the stream's producer): no pump task
+        and no queue between them. Tokens are merged into fewer events downstream, by the
+        stream log, while no reader has taken them yet (``COALESCE_MAX_TOKENS``), and by
+        providers that receive several tokens at once (the local model's thread).
         """
-        timeout = self._engine.settings.TOKEN_TIMEOUT_S
-        loop = asyncio.get_running_loop()
-        timer = _Timer()
-
-        def check() -> None:
-            quiet = time.monotonic() - self._last_delta
-            if quiet < timeout:
-                timer.handle = loop.call_later(timeout - quiet, check)
-            elif not pump.done():
-                pump.cancel()
-                queue.put(ProviderTimeout(f"the model sent nothing for {timeout:g} s"))
-
-        timer.handle = loop.call_later(timeout, check)
-        return timer
+        provider = self._engine.provider
+        settings = self._engine.settings
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _QuietWatch(settings.TOKEN_TIMEOUT_S, task)
+        stamp, clock, feed = settings.EVENT_TIMESTAMPS, time.monotonic, self._shaper.feed
+        try:
+            async with contextlib.aclosing(provider.stream(gen)) as deltas:
+                receive = deltas.__anext__
+                while True:
+                    watch.waiting = clock()
+                    try:
+                        delta = await receive()
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError:
+                        # ours (the quiet watch) unless someone else cancelled the task too
+                        if watch.fired and task.uncancel() == 0:
+                            raise ProviderTimeout(
+                                f"the model sent nothing for {settings.TOKEN_TIMEOUT_S:g} s"
+                            ) from None
+                        raise
+                    except ProviderError:
+                        raise
+                    except Exception as exc:  # a provider bug: typed for the client, traceback for us
+                        log.exception("provider %s failed", provider.info.name)
+                        raise ProviderError(f"the model provider failed: {type(exc).__name__}") from exc
+                    watch.waiting = None
+                    if type(delta) is not Delta or type(delta.text) is not str:
+                        raise ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
+                    if delta.queued_position is not None:
+                        yield ("queued", {"position": delta.queued_position})
+                        continue
+                    self._note(delta)
+                    if delta.text:
+                        taken = time.time_ns() if stamp else 0
+                        for event in feed(delta.text, max(delta.tokens, 1)):
+                            if stamp and event[0] == "token":
+                                event[1]["t"] = taken
+                            yield event
+        finally:
+            watch.cancel()
 
     def _note(self, delta: Delta) -> None:
         self._output_tokens += delta.tokens
@@ -245,26 +215,6 @@ class Run:
             self._usage = delta.usage
         if delta.finish_reason is not None:
             self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
-
-    async def _pump(self, provider: Provider, gen: GenerationRequest, queue: _Mailbox) -> None:
-        try:
-            async with contextlib.aclosing(provider.stream(gen)) as deltas:
-                put, clock = queue.put, time.monotonic
-                async for delta in deltas:
-                    if type(delta) is not Delta or type(delta.text) is not str:
-                        raise ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
-                    self._last_delta = clock()
-                    put(delta)
-        except asyncio.CancelledError:
-            raise
-        except ProviderError as exc:
-            queue.put(exc)
-            return
-        except Exception as exc:  # a provider bug: typed for the client, traceback for us
-            log.exception("provider %s failed", provider.info.name)
-            queue.put(ProviderError(f"the model provider failed: {type(exc).__name__}"))
-            return
-        queue.put(_END)
 
     def done_data(self, status: str, reason: str, result: BlockResult | None = None) -> dict[str, object]:
         usage = self.usage()

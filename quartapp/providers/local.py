@@ -309,13 +309,26 @@ class LocalProvider:
             worker_started = True
 
             timeout = self._settings.TOKEN_TIMEOUT_S
+            pending: _Item | None = None
             while True:
-                try:
-                    kind, value, extra = await asyncio.wait_for(items.get(), timeout)
-                except TimeoutError:
-                    raise ProviderTimeout(f"the local model produced no token for {timeout:g} s") from None
+                if pending is not None:
+                    (kind, value, extra), pending = pending, None
+                else:
+                    try:
+                        kind, value, extra = await asyncio.wait_for(items.get(), timeout)
+                    except TimeoutError:
+                        raise ProviderTimeout(f"the local model produced no token for {timeout:g} s") from None
                 if kind == "text":
-                    yield Delta(text=value, tokens=extra)
+                    # what the thread produced meanwhile goes out as one delta: fewer events
+                    texts, tokens = [value], extra
+                    while not items.empty():
+                        item = items.get_nowait()
+                        if item[0] != "text":
+                            pending = item
+                            break
+                        texts.append(item[1])
+                        tokens += item[2]
+                    yield Delta(text="".join(texts), tokens=tokens)
                 elif kind == "end":
                     # Finish only once the model is free, so "stream ended" means "next may start".
                     await released.wait()

@@ -176,6 +176,20 @@ class Entry:
         self._sse: bytes | None = None
         self._ws: str | None = None
 
+    def absorb(self, data: dict[str, object], max_tokens: int) -> bool:
+        """Merge a later token event into this one while its bytes are not built (the log
+        calls it only for an event no read has handed out) and the sum stays within
+        ``max_tokens``. The first token's ``t`` stamp stays."""
+        mine = self.data
+        if self._json is not None or mine is None:
+            return False
+        tokens = mine["tokens"] + data["tokens"]  # type: ignore[operator]
+        if tokens > max_tokens:
+            return False
+        mine["text"] += data["text"]  # type: ignore[operator]
+        mine["tokens"] = tokens
+        return True
+
     @property
     def json(self) -> bytes:
         if self._json is None:

@@ -134,6 +134,7 @@ class _MemoryStream:
         "last_seq",
         "state",
         "stream_id",
+        "taken_seq",
         "waiters",
     )
 
@@ -145,6 +146,7 @@ class _MemoryStream:
         self.waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
         self.info_fields = fields
         self.last_seq = 0
+        self.taken_seq = 0  # the newest event a read has handed out: it and all before it are final
         self.expires_at: float | None = None
         self.active_at = time.monotonic()  # last append or heartbeat wake-up
 
@@ -152,15 +154,21 @@ class _MemoryStream:
 class MemoryStreamLog:
     """The embedded log: one process, bounded history, retention after the end.
 
+    Tokens coalesce here: a token event that no read, cursor or snapshot has handed out
+    yet absorbs the next token, up to ``coalesce_max_tokens``. Tokens that come faster
+    than readers take them go out as fewer, larger events, with no wait for more: a
+    reader that keeps up gets every token as its own event.
+
     The per-event path does no timer work: a waiting reader parks a future on its
     stream, which the next append resolves, and one heartbeat task wakes the readers
     of streams that went quiet (their empty read is a heartbeat). Finished streams
     expire in end order, from a queue.
     """
 
-    def __init__(self, history_size: int, retention_s: float) -> None:
+    def __init__(self, history_size: int, retention_s: float, coalesce_max_tokens: int = 32) -> None:
         self._history = history_size
         self._retention = retention_s
+        self._coalesce = coalesce_max_tokens
         self._streams: dict[str, _MemoryStream] = {}
         self._epochs: dict[str, str] = {}
         self._expiring: deque[tuple[float, str]] = deque()  # (expires_at, stream_id), in end order
@@ -181,6 +189,12 @@ class MemoryStreamLog:
         stream = self._streams.get(stream_id)
         if stream is None:  # expired, or the log closed under a producer that is still ending
             raise Fenced(f"stream {stream_id} is no longer in the log")
+        if event_type == "token" and stream.entries:
+            last = stream.entries[-1]
+            if last.seq > stream.taken_seq and last.type == "token" and last.absorb(data, self._coalesce):
+                stream.state.apply(event_type, data)
+                stream.active_at = time.monotonic()
+                return last  # its readers were woken when it was appended
         stream.last_seq += 1
         entry = Entry(stream_id, stream.epoch, stream.last_seq, event_type, data)
         stream.entries.append(entry)
@@ -216,20 +230,29 @@ class MemoryStreamLog:
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:
         stream = self._streams.get(stream_id)
-        if stream is None or after_seq >= stream.last_seq:
+        if stream is None:
+            return []
+        if after_seq > stream.taken_seq:  # a cursor names it: it is final
+            stream.taken_seq = min(after_seq, stream.last_seq)
+        if after_seq >= stream.last_seq:
             return []
         entries = stream.entries
         first = entries[0].seq
         start = max(after_seq + 1 - first, 0)
         if start == 0 and after_seq + 1 >= first and limit >= len(entries):
-            return list(entries)
-        stop = min(start + limit, len(entries))
-        return [entries[i] for i in range(start, stop)]
+            taken = list(entries)
+        else:
+            taken = [entries[i] for i in range(start, min(start + limit, len(entries)))]
+        if taken and taken[-1].seq > stream.taken_seq:
+            stream.taken_seq = taken[-1].seq
+        return taken
 
     async def wait(self, stream_id: str, after_seq: int, timeout: float) -> list[Entry]:
         stream = self._streams.get(stream_id)
         if stream is None:
             return []
+        if after_seq > stream.taken_seq:  # a cursor names it: it is final
+            stream.taken_seq = min(after_seq, stream.last_seq)
         if stream.last_seq <= after_seq:
             if self._heartbeat is None:
                 self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
@@ -260,6 +283,7 @@ class MemoryStreamLog:
 
     async def snapshot(self, stream_id: str) -> tuple[dict[str, Any], int]:
         stream = self._streams[stream_id]
+        stream.taken_seq = stream.last_seq  # the snapshot covers it: it is final
         return stream.state.snapshot(), stream.last_seq
 
     async def find_by_epoch(self, epoch: str) -> str | None:

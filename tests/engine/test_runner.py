@@ -81,29 +81,59 @@ def _make_engine(settings: Callable[..., Settings]) -> MakeEngine:
     return make
 
 
-async def test_bursts_are_coalesced_into_fewer_events_with_identical_text(make_engine: MakeEngine) -> None:
-    bursts = [words(10, prefix=f"b{b}-") for b in range(5)]
-    script: list[Any] = []
-    for burst in bursts:
-        script += [*burst, 0.01]
+async def test_each_delta_is_one_token_event_with_its_text_and_count(make_engine: MakeEngine) -> None:
+    """The engine adds no batching of its own (the stream log merges what readers have not
+    taken yet): a delta that already holds several tokens stays one event with its count."""
+    script = [*words(3), Delta(text="a b c ", tokens=3), *words(2, prefix="z")]
     events = await run_events(make_engine(FakeProvider(script)))
-    expected = "".join(d.text for burst in bursts for d in burst)
     pieces = tokens(events)
-    assert len(pieces) < 50
-    assert len(pieces) <= 2 * len(bursts)
-    assert "".join(p["text"] for p in pieces) == expected
-    assert sum(p["tokens"] for p in pieces) == 50
+    assert [(p["text"], p["tokens"]) for p in pieces] == [(d.text, d.tokens) for d in script]
     done = events[-1]
-    assert done[0] == "done" and done[1]["result"]["text"] == expected.strip()
-    assert done[1]["usage"]["output_tokens"] == 50
+    assert done[0] == "done" and done[1]["usage"]["output_tokens"] == 8
 
 
-async def test_coalescing_respects_the_batch_limit(make_engine: MakeEngine) -> None:
-    events = await run_events(make_engine(FakeProvider(words(40)), COALESCE_MAX_TOKENS=4))
-    pieces = tokens(events)
-    assert all(p["tokens"] <= 4 for p in pieces)
-    assert len(pieces) >= 10
-    assert "".join(p["text"] for p in pieces) == "".join(d.text for d in words(40))
+async def test_a_provider_quiet_for_the_token_timeout_ends_with_provider_timeout(make_engine: MakeEngine) -> None:
+    """No task watches the provider: one lazy timer cancels the run's own task, and the run
+    turns that into a typed ``provider_timeout`` that keeps the text so far."""
+    engine = make_engine(FakeProvider([*words(2), 5.0, *words(1, prefix="late")]), TOKEN_TIMEOUT_S=0.2)
+    started = asyncio.get_running_loop().time()
+    events = await run_events(engine)
+    took = asyncio.get_running_loop().time() - started
+    error = events[-1][1]
+    assert events[-1][0] == "error" and error["code"] == "provider_timeout"
+    assert error["result"]["text"] == "w0 w1 "
+    assert 0.2 <= took < 1.0
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_slow_consumer_is_not_a_quiet_provider(make_engine: MakeEngine) -> None:
+    """Time spent downstream (a slow log append) does not count against the provider."""
+    run = make_engine(FakeProvider(words(3)), TOKEN_TIMEOUT_S=0.1).start(
+        make_engine(FakeProvider([])).prepare("ask_question", "why?"), "s1"
+    )
+    seen = []
+    async for event_type, _data in run.events():
+        seen.append(event_type)
+        if event_type == "token":
+            await asyncio.sleep(0.25)
+    assert seen == ["start", "token", "token", "token", "done"]
+
+
+async def test_a_stop_during_a_quiet_timeout_stays_a_cancellation(make_engine: MakeEngine) -> None:
+    """The timer and an outside cancel at once: the outside cancel wins, never swallowed."""
+    engine = make_engine(FakeProvider([*words(1), 5.0]), TOKEN_TIMEOUT_S=0.1)
+    run = engine.start(engine.prepare("ask_question", "why?"), "s1")
+
+    async def consume() -> None:
+        async for _ in run.events():
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, task.cancel)  # the same moment the quiet timer fires
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_slow_tokens_are_not_batched(make_engine: MakeEngine) -> None:

@@ -47,7 +47,8 @@ async def _make_log(request: pytest.FixtureRequest) -> AsyncIterator[MakeLog]:
 
     async def make(history: int = 100, retention: float = 60.0) -> StreamLog:
         if request.param == "memory":
-            log: StreamLog = MemoryStreamLog(history, retention)
+            # one event per append, as the Redis log does: merging is the memory log's own (tested below)
+            log: StreamLog = MemoryStreamLog(history, retention, coalesce_max_tokens=1)
         elif request.param == "redis":
             from quartapp.streams.redis_log import RedisStreamLog
 
@@ -243,3 +244,62 @@ async def test_a_producer_outliving_the_memory_log_is_fenced_and_its_readers_wak
         assert await reader == []
     with pytest.raises(Fenced):
         await log.append("s1", "token", token("late"))
+
+
+async def test_memory_log_merges_tokens_no_reader_has_taken_up_to_the_limit() -> None:
+    """Tokens faster than readers: fewer, larger events with the same text, none over the limit."""
+    log = MemoryStreamLog(history_size=100, retention_s=60, coalesce_max_tokens=4)
+    await log.create("s1", "", "ask_question")
+    await log.append("s1", "start", START)
+    for i in range(10):
+        await log.append("s1", "token", token(f"w{i} "))
+    entries = await log.read("s1", 0, 100)
+    pieces = [e.decoded() for e in entries if e.type == "token"]
+    assert [p["tokens"] for p in pieces] == [4, 4, 2]
+    assert "".join(str(p["text"]) for p in pieces) == "".join(f"w{i} " for i in range(10))
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    state, through = await log.snapshot("s1")
+    assert state["output_tokens"] == 10 and through == 4
+
+
+async def test_memory_log_never_changes_an_event_a_reader_has_taken() -> None:
+    """Once a reader built an event's bytes it is final: the next token is a new event,
+    and a token after another event type never merges across it."""
+    log = MemoryStreamLog(history_size=100, retention_s=60, coalesce_max_tokens=32)
+    await log.create("s1", "", "quiz")
+    first = await log.append("s1", "token", token("a"))
+    sent = first.sse
+    second = await log.append("s1", "token", token("b"))
+    assert second is not first and second.seq == 2 and first.sse == sent
+    question = {"index": 0, "question": {"question": "q", "choices": ["1", "2", "3", "4"],
+                                         "answer_index": 0, "explanation": "e"}}  # fmt: skip
+    await log.append("s1", "quiz.question", question)
+    third = await log.append("s1", "token", token("c"))
+    assert third.seq == 4
+    entries = await log.read("s1", 0, 10)
+    assert [(e.type, e.decoded().get("text")) for e in entries] == [
+        ("token", "a"), ("token", "b"), ("quiz.question", None), ("token", "c"),
+    ]  # fmt: skip
+
+
+async def test_memory_log_never_merges_into_an_event_a_cursor_or_snapshot_names() -> None:
+    """A reader waiting after seq N (from its cursor) or given a snapshot through N has N:
+    the next token is N + 1, so the waiter wakes and nothing is lost to it."""
+    log = MemoryStreamLog(history_size=100, retention_s=60, coalesce_max_tokens=32)
+    await log.create("s1", "", "ask_question")
+    await log.append("s1", "token", token("a"))
+    waiter = asyncio.create_task(log.wait("s1", 1, 5.0))
+    await asyncio.sleep(0.01)
+    await log.append("s1", "token", token("b"))
+    async with asyncio.timeout(1):
+        assert [(e.seq, e.decoded()["text"]) for e in await waiter] == [(2, "b")]
+    await log.append("s1", "token", token("c"))  # a new event: the waiter was handed seq 2
+    _, through = await log.snapshot("s1")
+    await log.append("s1", "token", token("d"))
+    assert through == 3
+    assert [(e.seq, e.decoded()["text"]) for e in await log.read("s1", 0, 10)] == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+    ]
