@@ -148,6 +148,11 @@ class Settings(BaseModel):
     PORT: int = _s(8000, "Port Hypercorn binds", ge=0, le=65535)
     BACKLOG: int = _s(4096, "Listen backlog (Hypercorn's default of 100 drops connection bursts)", ge=1)
     WORKER_CLASS: Literal["asyncio", "uvloop"] = _s("asyncio", "Hypercorn worker (event loop) class")
+    GC_GEN0_THRESHOLD: int = _s(
+        50_000,
+        "Allocations between young garbage collections (Python's default is 700); 0 keeps Python's settings",
+        ge=0,
+    )
     GRACEFUL_TIMEOUT_S: float = _s(10.0, "Seconds open streams get to finish on shutdown", ge=0)
     FRONTEND_DIST: str = _s("frontend/dist", "Built page served at /, relative to the project root")
 

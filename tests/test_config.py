@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
 
-from quartapp.__main__ import hypercorn_config
+from quartapp.__main__ import hypercorn_config, tune_gc
 from quartapp.config import (
     FIELDS,
     ROOT,
@@ -173,3 +174,16 @@ def test_hypercorn_config_follows_the_settings() -> None:
 def test_readme_lists_every_setting_as_the_code_declares_it() -> None:
     readme = (ROOT / "README.md").read_text()
     assert render_settings_table() in readme, "regenerate the README's table: quartapp.config.render_settings_table()"
+
+
+def test_the_server_collects_garbage_rarely_and_never_rescans_startup_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc(load_settings(environ={"GC_GEN0_THRESHOLD": "0"}, env_file=None))
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        tune_gc(load_settings(environ={}, env_file=None))
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+        assert gc.get_freeze_count() > 1000  # the modules and objects alive at startup
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -43,6 +43,7 @@ INTERVAL_MS = 20
 HEARTBEAT_S = 0.5
 SSE_READ_TIMEOUT_S = 2  # scaled down: the doc's 75 s over its 15 s heartbeat becomes 2 s over 0.5 s
 
+
 def site_config(port: int, upstreams: list[int], sse_read_timeout: str | None = None) -> str:
     """The ```nginx block of docs/deploy.md, on this test's ports (and, if given, a shorter
     ``proxy_read_timeout`` for the event streams: the first one in the block)."""
