@@ -27,6 +27,7 @@ _SENTENCES = (
 )
 _TOKEN = re.compile(r"\s*\S+|\s+")
 _PIECE = re.compile(r".{1,4}", re.DOTALL)
+_SENTENCE_TOKENS = tuple(tuple(_TOKEN.findall(" " + sentence)) for sentence in _SENTENCES)
 
 
 def _topic(request: GenerationRequest) -> str:
@@ -51,7 +52,7 @@ def scripted_text(request: GenerationRequest) -> list[str]:
     tokens = _TOKEN.findall(f"{lead} *{topic}*:")
     i = 0
     while len(tokens) < request.max_tokens:
-        tokens.extend(_TOKEN.findall(" " + _SENTENCES[i % len(_SENTENCES)]))
+        tokens.extend(_SENTENCE_TOKENS[i % len(_SENTENCE_TOKENS)])  # shared strings, not copies
         i += 1
     return tokens[: request.max_tokens]
 

@@ -153,10 +153,12 @@ class Entry:
     """One event in a stream log: id, type and JSON data, each serialised once.
 
     ``sse`` and ``ws`` are built on first use and cached, so a thousand readers
-    of one stream share the same bytes.
+    of one stream share the same bytes. A log holds thousands of these, so an entry
+    keeps one form of its data: the dict until it is encoded, then the bytes only
+    (``decoded()`` parses them again for the rare caller that needs the dict).
     """
 
-    __slots__ = ("_json", "_sse", "_ws", "data", "id", "seq", "stream_id", "type")
+    __slots__ = ("_json", "_sse", "_ws", "data", "epoch", "seq", "stream_id", "type")
 
     def __init__(
         self,
@@ -168,20 +170,24 @@ class Entry:
         json: bytes | None = None,
     ):
         self.stream_id = stream_id
-        self.id = f"{epoch}-{seq}"
+        self.epoch = epoch
         self.seq = seq
         self.type = type
-        self.data = data
+        self.data = None if json is not None else data
         self._json = json
         self._sse: bytes | None = None
         self._ws: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.epoch}-{self.seq}"
 
     def absorb(self, data: dict[str, object], max_tokens: int) -> bool:
         """Merge a later token event into this one while its bytes are not built (the log
         calls it only for an event no read has handed out) and the sum stays within
         ``max_tokens``. The first token's ``t`` stamp stays."""
         mine = self.data
-        if self._json is not None or mine is None:
+        if self._json is not None or self._sse is not None or mine is None:
             return False
         tokens = mine["tokens"] + data["tokens"]  # type: ignore[operator]
         if tokens > max_tokens:
@@ -193,14 +199,21 @@ class Entry:
     @property
     def json(self) -> bytes:
         if self._json is None:
-            self._json = to_json(self.data)
+            if self._sse is not None:  # the frame holds the JSON: slice it out again
+                self._json = self._sse[self._sse.index(b"\ndata: ") + 7 : -2]
+            else:
+                self._json = to_json(self.data)
+                self.data = None
         return self._json
 
     @property
     def sse(self) -> bytes:
         """The SSE frame. Compact JSON has no newline, so one ``data:`` line is spec-correct."""
         if self._sse is None:
-            self._sse = b"id: %s\nevent: %s\ndata: %s\n\n" % (self.id.encode(), self.type.encode(), self.json)
+            self._sse = b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (
+                self.epoch.encode(), self.seq, self.type.encode(), self.json
+            )  # fmt: skip
+            self._json = None  # kept inside the frame
         return self._sse
 
     @property
@@ -208,16 +221,18 @@ class Entry:
         """The WebSocket text frame: the same envelope plus the stream it belongs to."""
         if self._ws is None:
             self._ws = (
-                f'{{"stream_id":"{self.stream_id}","id":"{self.id}","type":"{self.type}","data":{self.json.decode()}}}'
+                f'{{"stream_id":"{self.stream_id}","id":"{self.epoch}-{self.seq}","type":"{self.type}",'
+                f'"data":{self.json.decode()}}}'
             )
         return self._ws
 
     def decoded(self) -> dict[str, object]:
-        if self.data is None:
-            from pydantic_core import from_json
+        if self.data is not None:
+            return self.data
+        from pydantic_core import from_json
 
-            self.data = from_json(self.json)
-        return self.data
+        data: dict[str, object] = from_json(self.json)
+        return data
 
     def __repr__(self) -> str:
         return f"Entry({self.id!r}, {self.type!r})"

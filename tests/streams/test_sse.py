@@ -91,9 +91,11 @@ def test_entry_frames_parse_back_to_the_event(texts: list[str]) -> None:
     for entry, sse in zip(entries, parsed, strict=True):
         assert sse.data.count("\n") == 0  # compact JSON: one data line
         event = assert_valid_event({"id": sse.id, "type": sse.event, "data": json.loads(sse.data)}, "sse")
-        assert event["id"] == entry.id and event["data"] == entry.data
+        assert event["id"] == entry.id and event["data"] == entry.decoded()
         frame = assert_valid_event(json.loads(entry.ws), "ws")
-        assert frame["data"] == entry.data and frame["stream_id"] == "s"
+        assert frame["data"] == entry.decoded() and frame["stream_id"] == "s"
+        assert frame["data"] == {"text": texts[entry.seq - 1], "tokens": 1}  # bytes, not a kept dict
+        assert entry.data is None  # once encoded, an entry keeps its bytes only
 
 
 async def test_sse_response_headers_and_timeout() -> None:
