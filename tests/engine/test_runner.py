@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from quartapp.config import Settings
-from quartapp.engine import BlockType, Engine, InputError, RunFailed, StreamingDisabled
+from quartapp.engine import BlockType, Engine, InputError, RunFailed, StreamingDisabled, runner
 from quartapp.engine.blocks import DIAGRAM_MAX_TOKENS, QUIZ_TOKENS_PER_QUESTION
 from quartapp.providers.base import (
     Delta,
@@ -119,21 +119,33 @@ async def test_a_slow_consumer_is_not_a_quiet_provider(make_engine: MakeEngine) 
     assert seen == ["start", "token", "token", "token", "done"]
 
 
-async def test_a_stop_during_a_quiet_timeout_stays_a_cancellation(make_engine: MakeEngine) -> None:
-    """The timer and an outside cancel at once: the outside cancel wins, never swallowed."""
+async def test_a_stop_during_a_quiet_timeout_stays_a_cancellation(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quiet timer and a stop in the same loop turn: the stop wins, never swallowed."""
+
+    class StopAtTheSameMoment:
+        def __init__(self, task: asyncio.Task[Any]) -> None:
+            self.task = task
+
+        def cancel(self) -> None:
+            self.task.cancel()  # the quiet timer's
+            self.task.cancel()  # and a stop request's
+
+    real = runner._QuietWatch
+    monkeypatch.setattr(runner, "_QuietWatch", lambda timeout, task: real(timeout, StopAtTheSameMoment(task)))
     engine = make_engine(FakeProvider([*words(1), 5.0]), TOKEN_TIMEOUT_S=0.1)
     run = engine.start(engine.prepare("ask_question", "why?"), "s1")
+    seen: list[str] = []
 
     async def consume() -> None:
-        async for _ in run.events():
-            pass
+        async for event_type, _ in run.events():
+            seen.append(event_type)
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.05)
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.05, task.cancel)  # the same moment the quiet timer fires
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert seen == ["start", "token"]  # no error event: the stream ends as the stop says
 
 
 async def test_slow_tokens_are_not_batched(make_engine: MakeEngine) -> None:
