@@ -8,9 +8,9 @@ stream never loses its text. ``Engine.complete()`` is the non-streaming path:
 the same run, collected into one result.
 
 The provider is iterated in the task that consumes ``events()``: one task per
-stream, not a pump and a consumer. Coalescing happens where it costs nothing
-in latency: the stream log merges a token event into the one before it while
-no reader has taken that one yet (see ``streams/log.py``).
+stream, not a pump and a consumer. Coalescing adds no wait: deltas the provider
+has ready at once go out as one event (``Run._generate``), and the stream log
+merges a token event into the one before it while no reader has taken it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,59 @@ class _QuietWatch:
         self.handle.cancel()
 
 
+def _start(step: Coroutine[Any, Any, Delta]) -> tuple[bool, Any, Any]:
+    """Run an ``anext()`` up to its first suspension: (True, result, None) when it finished
+    without waiting, (False, None, what it waits on) when it must wait."""
+    try:
+        waits_on = step.send(None)
+    except StopIteration as finished:
+        return True, finished.value, None
+    return False, None, waits_on
+
+
+class _Resumed:
+    """Await the rest of a coroutine :func:`_start` ran up to its first suspension.
+
+    It hands the task what the coroutine waits on and forwards whatever the task sends or
+    throws (a result, a cancellation) into it, as ``await`` would have done from the start.
+    """
+
+    __slots__ = ("_first", "_step")
+
+    def __init__(self, step: Coroutine[Any, Any, Delta], first: Any) -> None:
+        self._step, self._first = step, first
+
+    def __await__(self) -> Generator[Any, Any, Delta]:
+        step, waits_on = self._step, self._first
+        while True:
+            try:
+                sent = yield waits_on
+            except BaseException as exc:  # forwarded, as await would
+                try:
+                    waits_on = step.throw(exc)
+                except StopIteration as finished:
+                    return finished.value  # type: ignore[no-any-return]
+                continue
+            try:
+                waits_on = step.send(sent)
+            except StopIteration as finished:
+                return finished.value  # type: ignore[no-any-return]
+
+
+async def _cancel(step: Coroutine[Any, Any, Delta]) -> None:
+    """Cancel a started ``anext()`` the way a task cancels it, so the provider's cleanup
+    (closing its HTTP response, stopping its thread) may still await."""
+    try:
+        waits_on = step.throw(asyncio.CancelledError())
+    except (StopIteration, StopAsyncIteration, asyncio.CancelledError):
+        return
+    except Exception:  # the provider failed while cleaning up: it is ending anyway
+        log.exception("provider cleanup failed")
+        return
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+        await _Resumed(step, waits_on)
+
+
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
 QUIZ_EXTRA_ATTEMPTS = 2
 
@@ -162,52 +215,98 @@ class Run:
         """One provider call: deltas -> shaped events. Raises ProviderError.
 
         The provider is iterated in the caller's task (the stream's producer): no pump task
-        and no queue between them. Tokens are merged into fewer events downstream, by the
-        stream log, while no reader has taken them yet (``COALESCE_MAX_TOKENS``), and by
-        providers that receive several tokens at once (the local model's thread).
+        and no queue between them. Coalescing without a queue: each ``anext()`` is first run
+        up to its first suspension (:func:`_start`). Deltas the provider has ready without
+        waiting are gathered (up to ``COALESCE_MAX_TOKENS``); the moment it would have to
+        wait, what was gathered goes out as one event and only then does the run wait. So a
+        slow provider's tokens go out one by one, a fast one's in batches, and none waits
+        for company. The stream log merges further while no reader has taken an event.
         """
         provider = self._engine.provider
         settings = self._engine.settings
         task = asyncio.current_task()
         assert task is not None
         watch = _QuietWatch(settings.TOKEN_TIMEOUT_S, task)
-        stamp, clock, feed = settings.EVENT_TIMESTAMPS, time.monotonic, self._shaper.feed
+        stamp, clock, max_batch = settings.EVENT_TIMESTAMPS, time.monotonic, settings.COALESCE_MAX_TOKENS
+        gathered: list[Delta] = []  # arrived without a wait, not yet shaped
+        gathered_tokens = taken = 0
+        failure: ProviderError | None = None
         try:
             async with contextlib.aclosing(provider.stream(gen)) as deltas:
                 receive = deltas.__anext__
-                while True:
-                    watch.waiting = clock()
-                    try:
-                        delta = await receive()
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.CancelledError:
-                        # ours (the quiet watch) unless someone else cancelled the task too
-                        if watch.fired and task.uncancel() == 0:
-                            raise ProviderTimeout(
-                                f"the model sent nothing for {settings.TOKEN_TIMEOUT_S:g} s"
-                            ) from None
-                        raise
-                    except ProviderError:
-                        raise
-                    except Exception as exc:  # a provider bug: typed for the client, traceback for us
-                        log.exception("provider %s failed", provider.info.name)
-                        raise ProviderError(f"the model provider failed: {type(exc).__name__}") from exc
-                    watch.waiting = None
-                    if type(delta) is not Delta or type(delta.text) is not str:
-                        raise ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
-                    if delta.queued_position is not None:
-                        yield ("queued", {"position": delta.queued_position})
-                        continue
-                    self._note(delta)
-                    if delta.text:
-                        taken = time.time_ns() if stamp else 0
-                        for event in feed(delta.text, max(delta.tokens, 1)):
-                            if stamp and event[0] == "token":
-                                event[1]["t"] = taken
-                            yield event
+                step: Coroutine[Any, Any, Delta] | None = None
+                try:
+                    while True:
+                        try:
+                            step = receive()
+                            ready, delta, waits_on = _start(step)
+                            if not ready:
+                                if gathered:  # hand out what came meanwhile, then wait
+                                    events, gathered, gathered_tokens = self._shape(gathered, taken), [], 0
+                                    for event in events:
+                                        yield event
+                                watch.waiting = clock()
+                                delta = await _Resumed(step, waits_on)
+                                watch.waiting = None
+                            step = None
+                        except StopAsyncIteration:
+                            step = None
+                            break
+                        except asyncio.CancelledError:
+                            step = None
+                            # ours (the quiet watch) unless someone else cancelled the task too
+                            if watch.fired and task.uncancel() == 0:
+                                raise ProviderTimeout(
+                                    f"the model sent nothing for {settings.TOKEN_TIMEOUT_S:g} s"
+                                ) from None
+                            raise
+                        except ProviderError as exc:
+                            step, failure = None, exc
+                            break
+                        except Exception as exc:  # a provider bug: typed for the client, traceback for us
+                            step = None
+                            log.exception("provider %s failed", provider.info.name)
+                            failure = ProviderError(f"the model provider failed: {type(exc).__name__}")
+                            break
+                        if type(delta) is not Delta or type(delta.text) is not str:
+                            failure = ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
+                            break
+                        if delta.queued_position is not None:
+                            yield ("queued", {"position": delta.queued_position})
+                            continue
+                        self._note(delta)
+                        if delta.text:
+                            if not gathered and stamp:
+                                taken = time.time_ns()
+                            gathered.append(delta)
+                            gathered_tokens += delta.tokens
+                            if gathered_tokens >= max_batch:
+                                events, gathered, gathered_tokens = self._shape(gathered, taken), [], 0
+                                for event in events:
+                                    yield event
+                finally:
+                    if step is not None:  # closed while an anext() waited: cancel it, let it clean up
+                        await _cancel(step)
+            if gathered:  # the provider ended (or failed) right after sending these
+                for event in self._shape(gathered, taken):
+                    yield event
+            if failure is not None:
+                raise failure
         finally:
             watch.cancel()
+
+    def _shape(self, gathered: list[Delta], taken: int) -> list[Event]:
+        """Deltas that arrived together -> the shaper's events for their joined text."""
+        if len(gathered) == 1:
+            text, tokens = gathered[0].text, gathered[0].tokens
+        else:
+            text, tokens = "".join(d.text for d in gathered), sum(d.tokens for d in gathered)
+        events = self._shaper.feed(text, max(tokens, 1))
+        if taken:
+            for event in events:
+                if event[0] == "token":
+                    event[1]["t"] = taken
+        return events
 
     def _note(self, delta: Delta) -> None:
         self._output_tokens += delta.tokens

@@ -81,15 +81,36 @@ def _make_engine(settings: Callable[..., Settings]) -> MakeEngine:
     return make
 
 
-async def test_each_delta_is_one_token_event_with_its_text_and_count(make_engine: MakeEngine) -> None:
-    """The engine adds no batching of its own (the stream log merges what readers have not
-    taken yet): a delta that already holds several tokens stays one event with its count."""
-    script = [*words(3), Delta(text="a b c ", tokens=3), *words(2, prefix="z")]
+async def test_bursts_are_coalesced_into_fewer_events_with_identical_text(make_engine: MakeEngine) -> None:
+    bursts = [words(10, prefix=f"b{b}-") for b in range(5)]
+    script: list[Any] = []
+    for burst in bursts:
+        script += [*burst, 0.01]
     events = await run_events(make_engine(FakeProvider(script)))
+    expected = "".join(d.text for burst in bursts for d in burst)
     pieces = tokens(events)
-    assert [(p["text"], p["tokens"]) for p in pieces] == [(d.text, d.tokens) for d in script]
+    assert len(pieces) < 50
+    assert len(pieces) <= 2 * len(bursts)
+    assert "".join(p["text"] for p in pieces) == expected
+    assert sum(p["tokens"] for p in pieces) == 50
     done = events[-1]
-    assert done[0] == "done" and done[1]["usage"]["output_tokens"] == 8
+    assert done[0] == "done" and done[1]["result"]["text"] == expected.strip()
+    assert done[1]["usage"]["output_tokens"] == 50
+
+
+async def test_coalescing_respects_the_batch_limit(make_engine: MakeEngine) -> None:
+    events = await run_events(make_engine(FakeProvider(words(40)), COALESCE_MAX_TOKENS=4))
+    pieces = tokens(events)
+    assert all(p["tokens"] <= 4 for p in pieces)
+    assert len(pieces) >= 10
+    assert "".join(p["text"] for p in pieces) == "".join(d.text for d in words(40))
+
+
+async def test_a_provider_error_after_a_burst_keeps_the_burst(make_engine: MakeEngine) -> None:
+    """Deltas gathered without a wait still go out when the provider fails right after them."""
+    events = await run_events(make_engine(FakeProvider([*words(5), ProviderError("gone")])))
+    assert "".join(p["text"] for p in tokens(events)) == "w0 w1 w2 w3 w4 "
+    assert events[-1][0] == "error" and events[-1][1]["result"]["text"] == "w0 w1 w2 w3 w4 "
 
 
 async def test_a_provider_quiet_for_the_token_timeout_ends_with_provider_timeout(make_engine: MakeEngine) -> None:
@@ -108,7 +129,10 @@ async def test_a_provider_quiet_for_the_token_timeout_ends_with_provider_timeout
 
 async def test_a_slow_consumer_is_not_a_quiet_provider(make_engine: MakeEngine) -> None:
     """Time spent downstream (a slow log append) does not count against the provider."""
-    run = make_engine(FakeProvider(words(3)), TOKEN_TIMEOUT_S=0.1).start(
+    script: list[Any] = []
+    for delta in words(3):
+        script += [0.001, delta]
+    run = make_engine(FakeProvider(script), TOKEN_TIMEOUT_S=0.1).start(
         make_engine(FakeProvider([])).prepare("ask_question", "why?"), "s1"
     )
     seen = []
