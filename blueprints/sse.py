@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import structlog
@@ -13,6 +14,7 @@ from quartapp.streams.log import StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
 
 log = structlog.get_logger(__name__)
+_levels = logging.getLogger(__name__)  # asked first: no event built for a line nobody logs
 
 
 def cursor_from_request(after: str | None) -> str | None:
@@ -45,7 +47,8 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
                 yield b"".join(entry.sse for entry in batch)
         reason = "stream_ended"
     finally:
-        log.info("sse reader ended", reason=reason, events=events, resumed=cursor is not None)
+        if _levels.isEnabledFor(logging.INFO):
+            log.info("sse reader ended", reason=reason, events=events, resumed=cursor is not None)
 
 
 def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:
