@@ -120,6 +120,9 @@ class _Resumed:
         while True:
             try:
                 sent = yield waits_on
+            except GeneratorExit:  # this awaitable is being closed (its task destroyed): close the call too
+                step.close()
+                raise
             except BaseException as exc:  # forwarded, as await would
                 try:
                     waits_on = step.throw(exc)
