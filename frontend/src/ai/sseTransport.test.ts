@@ -9,7 +9,7 @@ import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { doneEvent, id, sse, startEvent, token } from '../test/fakeTransport.ts';
-import type { StreamEvent, TerminalEvent } from './events.ts';
+import type { StartData, StreamEvent, TerminalEvent } from './events.ts';
 import { createSSETransport } from './sseTransport.ts';
 import { StreamRequestError, type StreamFailure, type StreamHandlers } from './transport.ts';
 
@@ -105,6 +105,28 @@ describe('fetch reader (eventsource-parser)', () => {
     expect(urls[1]?.searchParams.get('after')).toBe(id(3));
     expect(c.text()).toBe('One two three');
     expect(c.events.filter((e) => e.id === id(3))).toHaveLength(1);
+  });
+
+  it('a cut between a reset and its snapshot resumes from the old cursor and gets both again', async () => {
+    const urls: URL[] = [];
+    const reset: StreamEvent = { id: id(7), type: 'reset', data: { reason: 'epoch_mismatch', message: 'the log was recreated' } };
+    const snapshot: StreamEvent = {
+      id: id(7),
+      type: 'snapshot',
+      data: { start: startEvent().data as StartData, text: 'One two three', questions: [], output_tokens: 3 },
+    };
+    server.use(
+      http.get(EVENTS, ({ request }) => {
+        urls.push(new URL(request.url));
+        if (urls.length === 1) return sseResponse(sse(reset)); // the connection ends right after the reset
+        return sseResponse(sse(reset, snapshot, doneEvent(8, 'One two three')));
+      }),
+    );
+    const c = collector();
+    createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff }).resume('s1', id(3, 'old'), c.handlers);
+    await c.ended;
+    expect(urls.map((u) => u.searchParams.get('after'))).toEqual([id(3, 'old'), id(3, 'old')]);
+    expect(c.events.map((e) => e.type)).toEqual(['reset', 'reset', 'snapshot', 'done']);
   });
 
   it('stops retrying when the stream is gone (404)', async () => {

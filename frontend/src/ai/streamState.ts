@@ -79,7 +79,7 @@ export type StreamAction =
 
 /** Apply one event to `next`, a copy that `reduce` owns for the batch. */
 function applyEvent(next: AIStreamState, event: StreamEvent): void {
-  next.lastEventId = event.id;
+  if (event.type !== 'reset') next.lastEventId = event.id; // the snapshot after it moves the cursor
   if (next.status === 'connecting' || next.status === 'idle') next.status = 'streaming';
   switch (event.type) {
     case 'start':

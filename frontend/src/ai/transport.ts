@@ -116,7 +116,9 @@ export async function failureFromResponse(response: Response): Promise<StreamFai
  *
  * Ids are `<epoch>-<seq>` with seq rising by one per event, so "seen" is
  * "same epoch and seq not above the last one". `snapshot` and `reset` carry the
- * id of the last event they cover and always pass: they replace state.
+ * id of the last event they cover and always pass: they replace state. Only the
+ * snapshot moves the cursor: a connection cut between a reset and its snapshot
+ * resumes from the old cursor and gets both again, instead of skipping the state.
  */
 export class EventCursor {
   private last: string | null;
@@ -136,7 +138,7 @@ export class EventCursor {
   /** True when the event is new (and moves the cursor); false for a duplicate. */
   accept(event: StreamEvent): boolean {
     if (replacesState(event)) {
-      this.moveTo(event.id);
+      if (event.type !== 'reset') this.moveTo(event.id);
       return true;
     }
     const parsed = parseEventId(event.id);
