@@ -150,6 +150,11 @@ class _MemoryStream:
         self.expires_at: float | None = None
         self.active_at = time.monotonic()  # last append or heartbeat wake-up
 
+    def hand_out(self, seq: int) -> None:
+        """A read, a cursor or a snapshot names events up to ``seq``: they are final, never merged into."""
+        if seq > self.taken_seq:
+            self.taken_seq = min(seq, self.last_seq)
+
 
 class MemoryStreamLog:
     """The embedded log: one process, bounded history, retention after the end.
@@ -232,8 +237,7 @@ class MemoryStreamLog:
         stream = self._streams.get(stream_id)
         if stream is None:
             return []
-        if after_seq > stream.taken_seq:  # a cursor names it: it is final
-            stream.taken_seq = min(after_seq, stream.last_seq)
+        stream.hand_out(after_seq)
         if after_seq >= stream.last_seq:
             return []
         entries = stream.entries
@@ -243,16 +247,15 @@ class MemoryStreamLog:
             taken = list(entries)
         else:
             taken = [entries[i] for i in range(start, min(start + limit, len(entries)))]
-        if taken and taken[-1].seq > stream.taken_seq:
-            stream.taken_seq = taken[-1].seq
+        if taken:
+            stream.hand_out(taken[-1].seq)
         return taken
 
     async def wait(self, stream_id: str, after_seq: int, timeout: float) -> list[Entry]:
         stream = self._streams.get(stream_id)
         if stream is None:
             return []
-        if after_seq > stream.taken_seq:  # a cursor names it: it is final
-            stream.taken_seq = min(after_seq, stream.last_seq)
+        stream.hand_out(after_seq)  # before parking: what comes next is a new event for this reader
         if stream.last_seq <= after_seq:
             if self._heartbeat is None:
                 self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
@@ -283,7 +286,7 @@ class MemoryStreamLog:
 
     async def snapshot(self, stream_id: str) -> tuple[dict[str, Any], int]:
         stream = self._streams[stream_id]
-        stream.taken_seq = stream.last_seq  # the snapshot covers it: it is final
+        stream.hand_out(stream.last_seq)  # the snapshot covers it
         return stream.state.snapshot(), stream.last_seq
 
     async def find_by_epoch(self, epoch: str) -> str | None:
