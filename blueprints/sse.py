@@ -32,8 +32,8 @@ def finished_and_caught_up(info: StreamInfo, cursor: str | None) -> bool:
 
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
     """The response body. It runs after the handler returns, outside the app context,
-    so it gets the services passed in."""
-    structlog.contextvars.bind_contextvars(stream_id=stream_id)
+    so it gets the services passed in. Nothing is bound to the log context here: a bound
+    field costs every held stream a context of its own; the one line names its stream."""
     reason, events = "client_gone", 0  # unless the stream ends first
     try:
         yield retry_frame(core.settings.SSE_RETRY_MS)
@@ -48,7 +48,7 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
         reason = "stream_ended"
     finally:
         if _levels.isEnabledFor(logging.INFO):
-            log.info("sse reader ended", reason=reason, events=events, resumed=cursor is not None)
+            log.info("sse reader ended", stream_id=stream_id, reason=reason, events=events, resumed=cursor is not None)
 
 
 def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:

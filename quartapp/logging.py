@@ -12,8 +12,8 @@ method, path (no query), status, duration and error code instead.
 
 Context: ``request_id`` (from a well-formed ``X-Request-ID``, else new; echoed on
 the response), ``stream_id`` and ``ws`` are bound with ``structlog.contextvars``;
-tasks started while handling a request (a stream's producer) inherit its
-``request_id``, and each binds its own ``stream_id``.
+a stream's producer task runs in a context of its own that carries the starting
+request's ``request_id`` and its ``stream_id`` (nothing else of the request).
 
 Never logged: cookies, ``Authorization``, API keys, the secret key, prompt text.
 The code logs lengths or short hashes only; as a last line of defence the values of

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
+
+import structlog
+from quart import has_request_context
 
 from quartapp.app import create_app
 from quartapp.config import load_settings
+from quartapp.providers.base import Delta, GenerationRequest
 from quartapp.providers.scripted import ScriptedProvider
 
 
@@ -38,3 +43,39 @@ def test_every_request_hook_is_async() -> None:
     assert any(kind == "after_request" for kind, _ in hooks)
     sync = [f"{kind}: {fn.__module__}.{fn.__qualname__}" for kind, fn in hooks if not inspect.iscoroutinefunction(fn)]
     assert sync == []
+
+
+class _ContextRecordingProvider(ScriptedProvider):
+    """Scripted text; records what the producer task it runs in can see of the request."""
+
+    def __init__(self) -> None:
+        super().__init__(interval_s=0)
+        self.seen: list[tuple[bool, dict[str, Any]]] = []
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+        self.seen.append((has_request_context(), structlog.contextvars.get_contextvars()))
+        async for delta in super().stream(request):
+            yield delta
+
+
+async def test_a_producer_keeps_nothing_of_the_request_that_started_it() -> None:
+    """The producer outlives its request: it runs in a context of its own, with only its log
+    fields. A copy of the request's context would hold the request, its session and ``g``
+    (about 1.5 KB) for every open stream."""
+    provider = _ContextRecordingProvider()
+    app = create_app(load_settings(environ={"AI_PROVIDER": "scripted"}, env_file=None), provider)
+    async with app.test_app():
+        client = app.test_client()
+        response = await client.post(
+            "/api/streams",
+            json={"block_type": "ask_question", "input": "why is the sky blue?"},
+            headers={"X-Request-ID": "req-0123456789ab"},
+        )
+        assert response.status_code == 201
+        stream_id = (await response.get_json())["stream_id"]
+        async with asyncio.timeout(5):
+            while not provider.seen:
+                await asyncio.sleep(0.01)
+    in_request, fields = provider.seen[0]
+    assert in_request is False
+    assert fields == {"request_id": "req-0123456789ab", "stream_id": stream_id}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import secrets
 import time
@@ -67,6 +68,17 @@ class _Producer:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def _producer_context(stream_id: str) -> contextvars.Context:
+    """A new context for a producer task, with only its log fields: the producer belongs to no
+    connection. A copy of the request's context (``create_task``'s default) would keep that
+    request's context, session, ``g`` and parsed query alive for the whole stream."""
+    context = contextvars.Context()
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    fields = {"stream_id": stream_id} if request_id is None else {"request_id": request_id, "stream_id": stream_id}
+    context.run(structlog.contextvars.bind_contextvars, **fields)
+    return context
+
+
 def new_stream_id() -> str:
     """128 random bits, URL-safe: unguessable, so an id is no way into someone else's stream."""
     return secrets.token_urlsafe(16)
@@ -106,13 +118,14 @@ class StreamManager:
             raise
         producer = _Producer(stream_id, run, lease=lease)
         self._producers[stream_id] = producer
-        producer.task = asyncio.create_task(self._produce(producer), name=f"stream-{stream_id}")
+        producer.task = asyncio.create_task(
+            self._produce(producer), name=f"stream-{stream_id}", context=_producer_context(stream_id)
+        )
         self._arm_grace(producer)
         return info
 
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
-        structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
         metrics = self.metrics
         metrics.started.labels(run.request.block_type.value).inc()
         started = last_token = time.perf_counter()
