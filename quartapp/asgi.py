@@ -37,7 +37,9 @@ class SendWatch:
     A chunk's send records when it started; the timer, armed at the first chunk, fires
     ``timeout`` later and either finds no send in flight (it is re-armed by the next
     chunk), a send younger than ``timeout`` (it re-arms for the rest), or one older:
-    that send's task is cancelled. The per-chunk cost is two attribute writes.
+    that send's task is cancelled (a response's chunks are all sent by one task, so the
+    task looked up when the timer was armed is the sender). The per-chunk cost is two
+    attribute writes.
     """
 
     __slots__ = ("dropped", "loop", "sender", "started", "timeout", "timer")
@@ -52,8 +54,8 @@ class SendWatch:
 
     def begin(self) -> None:
         self.started = self.loop.time()
-        self.sender = asyncio.current_task()
-        if self.timer is None:
+        if self.timer is None:  # the sender is looked up when the timer is armed, not per chunk
+            self.sender = asyncio.current_task()
             self.timer = self.loop.call_at(self.started + self.timeout, self._check)
 
     def end(self) -> None:

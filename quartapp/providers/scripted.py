@@ -27,12 +27,13 @@ _SENTENCES = (
 )
 _TOKEN = re.compile(r"\s*\S+|\s+")
 _PIECE = re.compile(r".{1,4}", re.DOTALL)
+_UNSAFE = re.compile(r"[^\w ,.?'-]")
 _SENTENCE_TOKENS = tuple(tuple(_TOKEN.findall(" " + sentence)) for sentence in _SENTENCES)
 
 
 def _topic(request: GenerationRequest) -> str:
     topic = str(request.hints.get("topic", "the topic")).strip().splitlines()[0][:60]
-    return re.sub(r"[^\w ,.?'-]", "", topic) or "the topic"
+    return _UNSAFE.sub("", topic) or "the topic"
 
 
 def scripted_text(request: GenerationRequest) -> list[str]:

@@ -132,6 +132,7 @@ class _MemoryStream:
         "expires_at",
         "info_fields",
         "last_seq",
+        "loop",
         "state",
         "stream_id",
         "taken_seq",
@@ -139,6 +140,7 @@ class _MemoryStream:
     )
 
     def __init__(self, stream_id: str, epoch: str, history: int, fields: dict[str, Any]) -> None:
+        self.loop = asyncio.get_running_loop()  # looked up once: a reader parks a future per event
         self.stream_id = stream_id
         self.epoch = epoch
         self.entries: deque[Entry] = deque(maxlen=history)
@@ -235,8 +237,11 @@ class MemoryStreamLog:
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:
         stream = self._streams.get(stream_id)
-        if stream is None:
-            return []
+        return [] if stream is None else self._take(stream, after_seq, limit)
+
+    @staticmethod
+    def _take(stream: _MemoryStream, after_seq: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries after ``after_seq``, handed out (read's and wait's one body)."""
         stream.hand_out(after_seq)
         if after_seq >= stream.last_seq:
             return []
@@ -255,14 +260,16 @@ class MemoryStreamLog:
         stream = self._streams.get(stream_id)
         if stream is None:
             return []
-        stream.hand_out(after_seq)  # before parking: what comes next is a new event for this reader
         if stream.last_seq <= after_seq:
+            stream.hand_out(after_seq)  # before parking: what comes next is a new event for this reader
             if self._heartbeat is None:
                 self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = stream.loop.create_future()
             stream.waiters.append(waiter)
             await waiter  # an append, or the heartbeat after ``timeout`` of quiet
-        return await self.read(stream_id, after_seq, self._history)
+            if self._streams.get(stream_id) is not stream:
+                return []  # dropped (expired, or the log closed) meanwhile
+        return self._take(stream, after_seq, self._history)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         stream = self._streams.get(stream_id)
