@@ -3,16 +3,25 @@
 # (../shared/bench: client and server pinned to separate cores, fresh server per run),
 # so every figure is a ratio measured together. The scripted provider is used, so the
 # model is not what is measured; token events carry server timestamps (EVENT_TIMESTAMPS).
-#   bench/run.sh        S1-S3 (SSE, S3 at 10,000 streams) and W1-W2 (WebSocket) for the product,
-#                       quart+hypercorn (asyncio and uvloop workers) and raw-asgi+hypercorn
-#   bench/run.sh --scenarios S1,S2 --runs 1
-# Writes bench/results/run-<stamp>.md (table) and .json (raw). About 8-12 minutes here.
-# Tokens per second (the product coalesces tokens into fewer events) come from the raw JSON:
-# bench/tokens.py bench/results/run-<stamp>.json
+#   bench/run.sh        everything below, about 6-7 minutes here
+#   bench/run.sh --scenarios S1,S2 --runs 1     the harness part only, with its options
+# 1. the harness: S1-S3 (SSE, S3 at 10,000 streams) and W1-W2 (WebSocket) for the product (asyncio
+#    and uvloop workers), quart+hypercorn (both workers) and raw-asgi+hypercorn;
+# 2. then the product's own scenarios, each beside the peers where it has one: tokens/s of one
+#    stream (bench/tokens.py), W1/W2 for the product (bench/ws.py), S2 lateness over token gaps
+#    (bench/lateness.py), resume of 2,000 missed events from the memory and Redis logs
+#    (bench/replay.py), added latency (bench/latency.py), and the local model (bench/local_model.py).
+# Writes bench/results/run-<stamp>.md (every table) and .json (the harness's raw results).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${SHARED_BENCH:-$root/../shared/bench}"
 [ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
+"$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt"  # load clients
+if ! command -v redis-server >/dev/null; then  # for the Redis log's replay
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends redis-server
+fi
 # Per-client limits off (the load comes from one address, anonymous) and request logs at warning
 # (the peers log nothing per request): the streaming path is what is measured.
 product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
@@ -22,10 +31,30 @@ product="$product PORT={port} $root/.venv/bin/python -m quartapp"
 one_shot='ai-block/ask_question?input=bench&max_tokens={n}&interval_ms={interval_ms}'
 mkdir -p "$root/bench/results"
 cd "$root"
-exec bash "$shared/run_peers.sh" --out-dir "$root/bench/results" \
+harness_only=0; [ "$#" -gt 0 ] && harness_only=1
+bash "$shared/run_peers.sh" --out-dir "$root/bench/results" \
   --add product 18200 "$product" --add product-uvloop 18201 "$product_uvloop" \
   --add-path product "/api/stream/$one_shot" --add-ws-path product "/ws/stream/$one_shot" \
   --add-path product-uvloop "/api/stream/$one_shot" --add-ws-path product-uvloop "/ws/stream/$one_shot" \
   --only product --only product-uvloop --only quart+hypercorn --only quart+hypercorn-uvloop \
   --only raw-asgi+hypercorn \
   --scenarios S1,S2,S3,W1,W2 --s3-conns 10000 "$@"
+[ "$harness_only" = 1 ] && exit 0
+
+py="$root/.venv/bin/python"
+json=$(ls -t "$root"/bench/results/run-*.json | head -1)
+md="${json%.json}.md"
+section() { printf '\n## %s\n\n' "$1" >> "$md"; }
+section "Tokens per second of one stream (S1, W1; from the raw JSON)"
+"$py" -m bench.tokens "$json" >> "$md"
+section "W1/W2 for the product (bench/ws.py: the shared driver cannot count its frames)"
+"$py" -m bench.ws >> "$md"
+section "S2 lateness over token gaps, beside Quart (bench/lateness.py)"
+"$py" -m bench.lateness >> "$md"
+section "Resume of 2,000 missed events (bench/replay.py)"
+"$py" -m bench.replay >> "$md"
+section "Added latency, provider token to client (bench/latency.py)"
+"$py" bench/latency.py >> "$md"
+section "The local model through the product (bench/local_model.py)"
+"$py" -m bench.local_model >> "$md"
+echo "wrote $md and $json"
