@@ -12,8 +12,8 @@ method, path (no query), status, duration and error code instead.
 
 Context: ``request_id`` (from a well-formed ``X-Request-ID``, else new; echoed on
 the response), ``stream_id`` and ``ws`` are bound with ``structlog.contextvars``;
-a stream's producer task runs in a context of its own that carries the starting
-request's ``request_id`` and its ``stream_id`` (nothing else of the request).
+a stream's producer task runs in a copy of the starting request's context (so it
+carries that ``request_id``) with its own ``stream_id`` and without Quart's request.
 
 Never logged: cookies, ``Authorization``, API keys, the secret key, prompt text.
 The code logs lengths or short hashes only; as a last line of defence the values of

@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import structlog
+from quart.globals import _cv_app, _cv_request, _cv_websocket
 
 from ..config import Settings
 from ..engine import BlockRequest, Engine, Run
@@ -69,14 +70,19 @@ class _Producer:
 
 
 def _producer_context(stream_id: str) -> contextvars.Context:
-    """A new context for a producer task, with only its log fields: the producer belongs to no
-    connection. A copy of the request's context (``create_task``'s default) would keep that
-    request's context, session, ``g`` and parsed query alive for the whole stream."""
-    context = contextvars.Context()
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-    fields = {"stream_id": stream_id} if request_id is None else {"request_id": request_id, "stream_id": stream_id}
-    context.run(structlog.contextvars.bind_contextvars, **fields)
+    """The context a producer task runs in: a copy of the caller's (its ``request_id``, and any
+    context variables of the app's own, such as a tracing span), plus the ``stream_id``, minus
+    Quart's request, websocket and app contexts. The producer outlives its request; holding
+    them, every open stream kept its request, session and ``g`` alive (about 1.5 KB each)."""
+    context = contextvars.copy_context()
+    context.run(_detach_from_request, stream_id)
     return context
+
+
+def _detach_from_request(stream_id: str) -> None:
+    for var in (_cv_request, _cv_websocket, _cv_app):
+        var.set(None)  # type: ignore[arg-type]  # has_request_context() and friends: False
+    structlog.contextvars.bind_contextvars(stream_id=stream_id)
 
 
 def new_stream_id() -> str:
