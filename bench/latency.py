@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = ROOT.parent / "shared" / "bench" / "sse_load.py"
+#: The shared harness (its load clients and peers); ``SHARED_BENCH`` names it elsewhere, as for bench/run.sh.
+SHARED = Path(os.environ.get("SHARED_BENCH") or ROOT.parent / "shared" / "bench")
+LOAD = SHARED / "sse_load.py"
 PY = str(ROOT / ".venv" / "bin" / "python")
 #: Per-client limits off (the load is one anonymous address) and no per-request log lines:
 #: the streaming path is what is measured.

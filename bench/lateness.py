@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
+from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
 
-SHARED = ROOT.parent / "shared" / "bench"
 STREAMS, TOKENS, INTERVAL_MS = 1000, 50, 20.0
 
 

@@ -15,6 +15,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${SHARED_BENCH:-$root/../shared/bench}"
+export SHARED_BENCH="$shared"  # the Python scenarios use the same harness
 [ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
 "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt"  # load clients
 if ! command -v redis-server >/dev/null; then  # for the Redis log's replay

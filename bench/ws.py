@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
+from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
 
-LOAD = ROOT.parent / "shared" / "bench" / "ws_load.py"
+LOAD = SHARED / "ws_load.py"
 
 
 def _load(port: int, tokens: int, interval_ms: float, conns: int, pin: list[str]) -> dict[str, Any]:
