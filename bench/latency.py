@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -23,7 +24,14 @@ LOAD = SHARED / "sse_load.py"
 PY = str(ROOT / ".venv" / "bin" / "python")
 #: Per-client limits off (the load is one anonymous address) and no per-request log lines:
 #: the streaming path is what is measured.
-BENCH_ENV = {"RATE_LIMIT": "", "IP_RATE_LIMIT": "", "MAX_CONCURRENT_STREAMS": "0", "LOG_LEVEL": "WARNING"}
+#: A secret key of the run's own: without one the server warns that sessions last one process.
+BENCH_ENV = {
+    "RATE_LIMIT": "",
+    "IP_RATE_LIMIT": "",
+    "MAX_CONCURRENT_STREAMS": "0",
+    "LOG_LEVEL": "WARNING",
+    "SECRET_KEY": secrets.token_urlsafe(32),
+}
 
 
 def free_port() -> int:

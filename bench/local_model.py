@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import time
@@ -112,7 +111,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     port = free_port()
-    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port), "SECRET_KEY": secrets.token_urlsafe()}
+    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port)}
     server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         wait_ready(port)

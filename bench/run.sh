@@ -27,6 +27,7 @@ fi
 # (the peers log nothing per request): the streaming path is what is measured.
 product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
 product="$product STREAM_RETENTION_S=5 RATE_LIMIT= IP_RATE_LIMIT= MAX_CONCURRENT_STREAMS=0 LOG_LEVEL=WARNING"
+product="$product SECRET_KEY=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')"  # the run's own
 product_uvloop="$product WORKER_CLASS=uvloop PORT={port} $root/.venv/bin/python -m quartapp"
 product="$product PORT={port} $root/.venv/bin/python -m quartapp"
 one_shot='ai-block/ask_question?input=bench&max_tokens={n}&interval_ms={interval_ms}'
