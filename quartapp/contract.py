@@ -31,8 +31,10 @@ does this by itself) or `?after=` on SSE, or `after` in a WebSocket `resume` mes
 exactly the events after it, with no gap and no duplicate. If your cursor is from another epoch, older than the
 retained history, or not an id of this stream, you get a `reset` and then a `snapshot`; if you are more than
 STREAM_SNAPSHOT_AFTER events behind (or join a long stream with no cursor) you get one `snapshot` instead of the
-replay. `snapshot` and `reset` carry the id of the last event they cover and replace the state you had; apply
-them even when you have seen their id. A stream ends with exactly one `done` or `error`, each with the status
+replay. A `reset` carries no id (it names no position: over SSE it has no `id:` line, so EventSource keeps your
+cursor, and a connection lost before the `snapshot` arrives resumes into the same `reset` and `snapshot`). A
+`snapshot` carries the id of the last event it covers and replaces the state you had; apply it even when you
+have seen its id. A stream ends with exactly one `done` or `error`, each with the status
 (`complete`, `stopped`, `interrupted`, `failed`) and the result produced so far. After it the SSE response ends;
 resuming from the terminal event's id answers 204 (EventSource stops reconnecting). SSE sends `retry:` first and a
 `: hb` comment on quiet streams (HEARTBEAT_INTERVAL_S).
@@ -55,9 +57,10 @@ def _schemas() -> dict[str, Any]:
 
 
 def _envelope(event: EventType, payload: str) -> dict[str, Any]:
+    # a reset names no position in the stream: no id (see RESUME_RULES)
     return {
         "type": "object",
-        "required": ["id", "type", "data"],
+        "required": ["type", "data"] if event is EventType.RESET else ["id", "type", "data"],
         "additionalProperties": False,
         "properties": {
             "stream_id": {"type": "string", "description": "WebSocket frames only: the stream the event belongs to"},

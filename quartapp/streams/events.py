@@ -208,22 +208,27 @@ class Entry:
 
     @property
     def sse(self) -> bytes:
-        """The SSE frame. Compact JSON has no newline, so one ``data:`` line is spec-correct."""
+        """The SSE frame. Compact JSON has no newline, so one ``data:`` line is spec-correct.
+
+        A ``reset`` has no ``id:`` line: EventSource then keeps the reader's cursor, so a
+        connection lost before the ``snapshot`` after it resumes into both again."""
         if self._sse is None:
-            self._sse = b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (
-                self.epoch.encode(), self.seq, self.type.encode(), self.json
-            )  # fmt: skip
+            if self.type == "reset":
+                self._sse = b"event: reset\ndata: %s\n\n" % self.json
+            else:
+                self._sse = b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (
+                    self.epoch.encode(), self.seq, self.type.encode(), self.json
+                )  # fmt: skip
             self._json = None  # kept inside the frame
         return self._sse
 
     @property
     def ws(self) -> str:
-        """The WebSocket text frame: the same envelope plus the stream it belongs to."""
+        """The WebSocket text frame: the same envelope plus the stream it belongs to (a ``reset``
+        without an id, as over SSE)."""
         if self._ws is None:
-            self._ws = (
-                f'{{"stream_id":"{self.stream_id}","id":"{self.epoch}-{self.seq}","type":"{self.type}",'
-                f'"data":{self.json.decode()}}}'
-            )
+            where = "" if self.type == "reset" else f'"id":"{self.epoch}-{self.seq}",'
+            self._ws = f'{{"stream_id":"{self.stream_id}",{where}"type":"{self.type}","data":{self.json.decode()}}}'
         return self._ws
 
     def decoded(self) -> dict[str, object]:

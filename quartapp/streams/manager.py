@@ -13,8 +13,9 @@ Readers ``follow()`` a stream from a cursor (``Last-Event-ID`` or ``?after=``):
 - a cursor of another epoch, or older than the retained history: a ``reset``
   and a ``snapshot``, never a silent gap.
 
-``snapshot`` and ``reset`` carry the id of the last event they cover, so the
-reader's cursor moves on from there.
+``snapshot`` carries the id of the last event it covers, so the reader's cursor
+moves on from there; ``reset`` carries none (a reader cut off between the two keeps
+its old cursor and gets both again).
 """
 
 from __future__ import annotations

@@ -275,7 +275,9 @@ def sse_events(body: bytes) -> list[dict[str, Any]]:
             fields[name] = value[1:] if value.startswith(" ") else value
         if "data" not in fields:
             continue  # the leading retry: frame
-        event = {"id": fields.get("id"), "type": fields.get("event", "message"), "data": json.loads(fields["data"])}
+        event = {"type": fields.get("event", "message"), "data": json.loads(fields["data"])}
+        if "id" in fields:
+            event["id"] = fields["id"]  # a reset has none
         events.append(assert_valid_event(event, "sse"))
     return events
 
@@ -542,7 +544,10 @@ class TimedRead:
         for event in self.events:
             if event["type"] == "error" and event["data"]["code"] == "log_unavailable":
                 continue
-            if event["id"] in seen and event["type"] not in ("reset", "snapshot"):
+            if event["type"] == "reset":  # no id: it replaces the state, always
+                out.append(event)
+                continue
+            if event["id"] in seen and event["type"] != "snapshot":
                 continue
             seen.add(event["id"])
             out.append(event)

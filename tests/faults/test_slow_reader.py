@@ -55,7 +55,15 @@ from tests.faults.support import (
     ws_frame,
     ws_frames,
 )
-from tests.helpers import WSClient, assert_contiguous, assert_valid_event, fold_text, seq_of, terminal_of
+from tests.helpers import (
+    WSClient,
+    assert_contiguous,
+    assert_valid_event,
+    fold_text,
+    seq_of,
+    sse_envelope,
+    terminal_of,
+)
 
 SEND_TIMEOUT_S = 1.0
 DELAY_S = 0.3  # the provider's pause before its output: frozen readers attach to the live stream
@@ -94,7 +102,7 @@ async def _read_all(client: httpx2.AsyncClient, url: str, last_event_id: str | N
         async for sse in source:
             if sse.data == "" and sse.retry is not None:
                 continue
-            events.append(assert_valid_event({"id": sse.id, "type": sse.event, "data": json.loads(sse.data)}, "sse"))
+            events.append(assert_valid_event(sse_envelope(sse.event, sse.id, sse.data), "sse"))
     return events
 
 

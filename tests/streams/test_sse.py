@@ -109,3 +109,15 @@ async def test_sse_response_headers_and_timeout() -> None:
     assert response.headers["X-Accel-Buffering"] == "no"
     lowered = {k.lower() for k in SSE_HEADERS}
     assert not lowered & {"transfer-encoding", "connection"}
+
+
+def test_a_reset_is_framed_without_an_id() -> None:
+    """A reset names no position: with an ``id:`` line EventSource would take it as its cursor,
+    and a cut before the snapshot would resume after it with the state emptied."""
+    entry = Entry("s", "ab12", 7, "reset", {"reason": "epoch_mismatch", "message": "recreated"})
+    (sse,) = parse(entry.sse)
+    assert not [line for line in entry.sse.split(b"\n") if line.startswith(b"id:")]
+    assert sse.event == "reset" and json.loads(sse.data) == {"reason": "epoch_mismatch", "message": "recreated"}
+    frame = assert_valid_event(json.loads(entry.ws), "ws")
+    assert "id" not in frame and frame["type"] == "reset" and frame["stream_id"] == "s"
+    assert assert_valid_event({"type": "reset", "data": json.loads(sse.data)}, "sse")["type"] == "reset"

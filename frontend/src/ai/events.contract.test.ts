@@ -51,9 +51,10 @@ describe('stream contract (contracts/stream-schema.yaml)', () => {
     expect([...EVENT_TYPES].sort()).toEqual(inSchema);
   });
 
-  it('uses the envelope the client reads: id, type, data required; stream_id optional', () => {
+  it('uses the envelope the client reads: id (except on reset), type, data required; stream_id optional', () => {
     for (const message of eventMessages) {
-      expect(message.payload.required?.slice().sort(), message.name).toEqual(['data', 'id', 'type']);
+      const required = message.name === 'reset' ? ['data', 'type'] : ['data', 'id', 'type'];
+      expect(message.payload.required?.slice().sort(), message.name).toEqual(required);
       expect(Object.keys(message.payload.properties ?? {}).sort(), message.name).toEqual(['data', 'id', 'stream_id', 'type']);
       expect(new RegExp(message.payload.properties?.id?.pattern ?? '$^').test('0f3a-12'), message.name).toBe(true);
     }

@@ -296,8 +296,10 @@ export function toStreamEvent(
   data: unknown,
   streamId?: unknown,
 ): StreamEvent | null {
-  if (!isEventType(type) || typeof id !== 'string' || !isRecord(data) || !wellFormed(type, data)) return null;
-  const event = { id, type, data } as unknown as StreamEvent;
+  if (!isEventType(type) || !isRecord(data) || !wellFormed(type, data)) return null;
+  // A reset names no position: the server sends it without an id ('' here); every other event has one.
+  if (typeof id !== 'string' && !(type === 'reset' && id === undefined)) return null;
+  const event = { id: typeof id === 'string' ? id : '', type, data } as unknown as StreamEvent;
   if (typeof streamId === 'string') event.stream_id = streamId;
   return event;
 }

@@ -109,7 +109,7 @@ describe('fetch reader (eventsource-parser)', () => {
 
   it('a cut between a reset and its snapshot resumes from the old cursor and gets both again', async () => {
     const urls: URL[] = [];
-    const reset: StreamEvent = { id: id(7), type: 'reset', data: { reason: 'epoch_mismatch', message: 'the log was recreated' } };
+    const reset: StreamEvent = { id: '', type: 'reset', data: { reason: 'epoch_mismatch', message: 'the log was recreated' } };
     const snapshot: StreamEvent = {
       id: id(7),
       type: 'snapshot',

@@ -119,5 +119,8 @@ export function doneEvent(seq: number, text: string, status: 'complete' | 'stopp
 
 /** SSE bytes of events, as the server frames them. */
 export function sse(...events: StreamEvent[]): string {
-  return events.map((e) => `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`).join('');
+  // a reset is framed without an id, as the server frames it
+  return events
+    .map((e) => `${e.type === 'reset' ? '' : `id: ${e.id}\n`}event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`)
+    .join('');
 }
