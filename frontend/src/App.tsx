@@ -82,7 +82,7 @@ export function App({ makeTransport = createTransport }: AppProps) {
 
   return (
     <StreamTransportProvider transport={transport}>
-      <header className="page-header">
+      <header className="page-header aib-scope">
         <div>
           <p className="eyebrow">Lesson</p>
           <h1>{TOPIC}</h1>

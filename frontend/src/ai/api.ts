@@ -1,12 +1,13 @@
 /** Plain HTTP calls the page makes besides streaming. */
 import type { StreamStatus } from './events.ts';
 import { StreamRequestError, failureFromResponse, failureOf } from './transport.ts';
+import { apiUrl } from './urls.ts';
 
-/** `GET /api/streams/<id>`: whether a stream exists, its block type and how it stands. */
+/** `GET <baseUrl>/api/streams/<id>`: whether a stream exists, its block type and how it stands. */
 export async function fetchStreamStatus(streamId: string, baseUrl = ''): Promise<StreamStatus> {
   let response: Response;
   try {
-    response = await fetch(`${baseUrl}/api/streams/${encodeURIComponent(streamId)}`, { headers: { accept: 'application/json' } });
+    response = await fetch(apiUrl(baseUrl, `/api/streams/${encodeURIComponent(streamId)}`), { headers: { accept: 'application/json' } });
   } catch (error) {
     throw new StreamRequestError(failureOf(error));
   }

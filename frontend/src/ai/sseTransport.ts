@@ -30,9 +30,10 @@ import {
   type StreamHandlers,
   type StreamTransport,
 } from './transport.ts';
+import { apiUrl, normalizeBase, serverUrl } from './urls.ts';
 
 export interface SSETransportOptions {
-  /** Prefix of the API paths; '' for the page's own origin. */
+  /** Where the host mounted our routes: '' (the page's origin), `/ai`, or `https://api.example.com/ai`. */
   baseUrl?: string;
   reader?: 'eventsource' | 'fetch';
   /** EventSource implementation (tests inject one); the global by default. */
@@ -273,18 +274,18 @@ class FetchReader implements Reader {
 }
 
 export function createSSETransport(options: SSETransportOptions = {}): StreamTransport {
-  const base = options.baseUrl ?? '';
+  const base = normalizeBase(options.baseUrl);
   const readerKind = options.reader ?? 'eventsource';
   const backoff: BackoffOptions = { ...DEFAULT_BACKOFF, ...options.backoff };
   const fetchFn: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const idleTimeoutMs = options.idleTimeoutMs ?? 45_000;
-  const streamPath = (streamId: string) => `${base}/api/streams/${encodeURIComponent(streamId)}`;
+  const streamPath = (streamId: string) => apiUrl(base, `/api/streams/${encodeURIComponent(streamId)}`);
 
   function open(streamId: string, afterId: string | null, handlers: StreamHandlers, eventsUrl?: string | null): StreamHandle {
     let reader: Reader | null = null;
     const delivery = new Delivery(handlers, afterId, () => reader?.close());
     const ctx: ReaderContext = {
-      url: eventsUrl ? `${base}${eventsUrl}` : `${streamPath(streamId)}/events`,
+      url: eventsUrl ? serverUrl(base, eventsUrl) : `${streamPath(streamId)}/events`,
       statusUrl: streamPath(streamId),
       delivery,
       backoff,
@@ -319,7 +320,7 @@ export function createSSETransport(options: SSETransportOptions = {}): StreamTra
     async start(request: StartRequest, handlers: StreamHandlers): Promise<StreamHandle> {
       let response: Response;
       try {
-        response = await fetchFn(`${base}/api/streams`, {
+        response = await fetchFn(apiUrl(base, '/api/streams'), {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/json' },
           body: JSON.stringify({ block_type: request.block_type, input: request.input, options: request.options ?? {} }),

@@ -23,16 +23,25 @@ export const TRANSPORT_LABELS: Record<TransportKind, string> = {
   websocket: 'WebSocket',
 };
 
-export function createTransport(
-  kind: TransportKind,
-  options: { sse?: SSETransportOptions; websocket?: WebSocketTransportOptions } = {},
-): StreamTransport {
+export interface CreateTransportOptions {
+  /**
+   * Where the host mounted our routes: '' (default: `/api/streams`, `/ws/streams` on the page's origin),
+   * a path such as `/ai` (`/ai/api/streams`, `/ai/ws/streams`), or an absolute URL `https://api.example.com/ai`.
+   * `sse.baseUrl` / `websocket.baseUrl` / `websocket.url` win over it.
+   */
+  baseUrl?: string;
+  sse?: SSETransportOptions;
+  websocket?: WebSocketTransportOptions;
+}
+
+export function createTransport(kind: TransportKind, options: CreateTransportOptions = {}): StreamTransport {
+  const baseUrl = options.baseUrl ?? '';
   switch (kind) {
     case 'sse':
-      return createSSETransport({ ...options.sse, reader: 'eventsource' });
+      return createSSETransport({ baseUrl, ...options.sse, reader: 'eventsource' });
     case 'sse-fetch':
-      return createSSETransport({ ...options.sse, reader: 'fetch' });
+      return createSSETransport({ baseUrl, ...options.sse, reader: 'fetch' });
     case 'websocket':
-      return createWebSocketTransport(options.websocket);
+      return createWebSocketTransport({ baseUrl, ...options.websocket });
   }
 }

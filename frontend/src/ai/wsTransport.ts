@@ -29,9 +29,12 @@ import {
   type StreamHandlers,
   type StreamTransport,
 } from './transport.ts';
+import { apiUrl, socketUrl } from './urls.ts';
 
 export interface WebSocketTransportOptions {
-  /** Absolute ws:// or wss:// URL; by default `/ws/streams` on the page's host. */
+  /** Where the host mounted our routes ('' by default): the socket is `<baseUrl>/ws/streams`, stop falls back to `<baseUrl>/api/...`. */
+  baseUrl?: string;
+  /** Absolute ws:// or wss:// URL of the socket; by default `/ws/streams` under `baseUrl` on the page's host. */
   url?: string;
   /** WebSocket implementation (tests inject a fake); the global by default. */
   WebSocket?: typeof WebSocket;
@@ -48,9 +51,9 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
 }
 
-export function defaultSocketUrl(): string {
-  const { protocol, host } = globalThis.location;
-  return `${protocol === 'https:' ? 'wss:' : 'ws:'}//${host}/ws/streams`;
+/** `/ws/streams` under `baseUrl` ('' by default), as ws:// or wss:// like the page. */
+export function defaultSocketUrl(baseUrl = ''): string {
+  return socketUrl(baseUrl);
 }
 
 function rejectedFailure(reply: WsRejected): StreamFailure {
@@ -255,7 +258,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
   let hub: SocketHub | null = null;
   const getHub = (): SocketHub => {
     hub ??= new SocketHub(
-      options.url ?? defaultSocketUrl(),
+      options.url ?? defaultSocketUrl(options.baseUrl),
       options.WebSocket ?? globalThis.WebSocket,
       backoff,
       options.replyTimeoutMs ?? 15_000,
@@ -314,7 +317,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
         }
       }
       // No socket: stopping does not need one.
-      const response = await fetch(`/api/streams/${encodeURIComponent(streamId)}/stop`, { method: 'POST' });
+      const response = await fetch(apiUrl(options.baseUrl, `/api/streams/${encodeURIComponent(streamId)}/stop`), { method: 'POST' });
       if (!response.ok && response.status !== 404) {
         throw new StreamRequestError({ source: 'request', code: `http_${response.status}`, message: 'stop failed', retryable: true });
       }

@@ -1,6 +1,6 @@
-import { TextAnswerBlock, type JoinRequest } from './TextAnswerBlock.tsx';
+import { TextAnswerBlock, type BlockProps } from './TextAnswerBlock.tsx';
 
-export function AskQuestionBlock({ topic, join }: { topic: string; join?: JoinRequest | null }) {
+export function AskQuestionBlock({ topic, join }: BlockProps) {
   return (
     <TextAnswerBlock
       blockType="ask_question"

@@ -2,11 +2,11 @@ import { useEffect, useId, useState, type FormEvent } from 'react';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { renderMermaid, type MermaidOutcome } from './mermaidRender.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
-import type { JoinRequest } from './TextAnswerBlock.tsx';
+import type { BlockProps } from './TextAnswerBlock.tsx';
 
 type Rendering = { state: 'none' } | { state: 'rendering' } | ({ state: 'rendered' } & MermaidOutcome);
 
-export function DiagramBlock({ topic, join }: { topic: string; join?: JoinRequest | null }) {
+export function DiagramBlock({ topic, join }: BlockProps) {
   const stream = useAIBlockStreaming('diagram');
   const [input, setInput] = useState(topic);
   const [rendering, setRendering] = useState<Rendering>({ state: 'none' });
@@ -48,7 +48,7 @@ export function DiagramBlock({ topic, join }: { topic: string; join?: JoinReques
   const serverErrors = stream.diagram && !stream.diagram.valid ? stream.diagram.errors : [];
 
   return (
-    <section className="block" aria-labelledby={titleId} data-block="diagram" data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={titleId} data-block="diagram" data-status={stream.status}>
       <h2 id={titleId}>Diagram</h2>
       <p className="block-description">A Mermaid flowchart: the source streams in, the picture is drawn when it is complete.</p>
       <form className="ask-form" onSubmit={submit}>

@@ -1,6 +1,6 @@
-import { TextAnswerBlock, type JoinRequest } from './TextAnswerBlock.tsx';
+import { TextAnswerBlock, type BlockProps } from './TextAnswerBlock.tsx';
 
-export function ExplainELI10Block({ topic, join }: { topic: string; join?: JoinRequest | null }) {
+export function ExplainELI10Block({ topic, join }: BlockProps) {
   return (
     <TextAnswerBlock
       blockType="explain_eli10"

@@ -2,7 +2,7 @@ import { useEffect, useId, useState, type FormEvent } from 'react';
 import type { QuizQuestion } from '../ai/events.ts';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
-import type { JoinRequest } from './TextAnswerBlock.tsx';
+import type { BlockProps } from './TextAnswerBlock.tsx';
 
 const LETTERS = ['A', 'B', 'C', 'D'];
 
@@ -51,7 +51,7 @@ function QuestionCard({ index, question, picked, onPick }: CardProps) {
   );
 }
 
-export function QuizBlock({ topic, join }: { topic: string; join?: JoinRequest | null }) {
+export function QuizBlock({ topic, join }: BlockProps) {
   const stream = useAIBlockStreaming('quiz');
   const [input, setInput] = useState(topic);
   const [count, setCount] = useState(3);
@@ -83,7 +83,7 @@ export function QuizBlock({ topic, join }: { topic: string; join?: JoinRequest |
   const finished = stream.status === 'done' && questions.length > 0 && answered === questions.length;
 
   return (
-    <section className="block" aria-labelledby={titleId} data-block="quiz" data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={titleId} data-block="quiz" data-status={stream.status}>
       <h2 id={titleId}>Quiz</h2>
       <p className="block-description">Questions arrive one by one; pick an answer to see whether it is right and why.</p>
       <form className="ask-form" onSubmit={submit}>

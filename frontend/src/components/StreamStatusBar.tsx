@@ -1,4 +1,13 @@
+import { createContext, useContext } from 'react';
 import type { AIStreaming } from '../ai/streamHooks.ts';
+
+/** The "Open in new tab" link of a running stream; null hides it. */
+export type ShareLink = (streamId: string) => string | null;
+
+/** The served page follows `?stream=<id>` (a host page passes its own through `AIBlocksProvider`). */
+export const defaultShareLink: ShareLink = (streamId) => `?stream=${encodeURIComponent(streamId)}`;
+
+export const ShareLinkContext = createContext<ShareLink>(defaultShareLink);
 
 const OUTCOME_LABEL: Record<string, string> = {
   complete: 'Done',
@@ -33,7 +42,8 @@ interface Props {
 export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props) {
   const running = stream.status === 'connecting' || stream.status === 'streaming';
   const shown = count ?? stream.outputTokens;
-  const shareHref = stream.streamId ? `?stream=${encodeURIComponent(stream.streamId)}` : null;
+  const shareLink = useContext(ShareLinkContext);
+  const shareHref = stream.streamId ? shareLink(stream.streamId) : null;
   return (
     <div className="status-bar">
       <span className={`badge badge-${stream.status}`} data-testid="status" data-status={stream.status}>

@@ -10,6 +10,14 @@ export interface JoinRequest {
   nonce: number;
 }
 
+/** The props of the four blocks. */
+export interface BlockProps {
+  /** The lesson's topic: the blocks' default input and wording. */
+  topic: string;
+  /** Follow a stream started elsewhere (set a new `nonce` to follow the same id again). */
+  join?: JoinRequest | null;
+}
+
 export interface TextAnswerBlockProps {
   blockType: Extract<BlockType, 'ask_question' | 'explain_eli10'>;
   title: string;
@@ -42,7 +50,7 @@ export function TextAnswerBlock(props: TextAnswerBlockProps) {
   };
 
   return (
-    <section className="block" aria-labelledby={`${answerId}-title`} data-block={blockType} data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={`${answerId}-title`} data-block={blockType} data-status={stream.status}>
       <h2 id={`${answerId}-title`}>{title}</h2>
       <p className="block-description">{description}</p>
       <form className="ask-form" onSubmit={submit}>
