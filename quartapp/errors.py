@@ -4,26 +4,27 @@
 
 ``code`` is stable and machine-readable; ``field`` names the offending input
 when there is one, else it is null.
+
+This module is a leaf: it imports nothing of the core. Every refusal of the core
+(bad input, an unknown stream, a limit, an unreachable log) is an :class:`APIError`
+subclass that carries its own status, code, message and headers, so one HTTP handler
+(:func:`register_error_handlers`, on the extension's blueprint only) and one WebSocket
+translation (:func:`to_api_error`, for ``rejected`` frames) cover them all.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from quart import Quart, Request, Response, g, has_request_context, has_websocket_context, jsonify, request
-from quart.json.provider import DefaultJSONProvider
+from quart import Blueprint, Quart, Response, g, has_request_context, has_websocket_context, jsonify, request
+from quart.json.provider import JSONProvider
 from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
-
-from .engine import InputError, RunFailed, StreamingDisabled
-from .identity import IdentityError
-from .limits import LimitExceeded
-from .streams.log import LogUnavailable
-from .streams.manager import StreamNotFound
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,19 @@ class ErrorBody(BaseModel):
 
 
 class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    """A refusal the client is told about: status, stable code, message, offending field, headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 _DUPLICATE = "duplicate key in a JSON object"
@@ -69,37 +80,27 @@ def strict_json_loads(text: str | bytes) -> Any:
         raise ValueError(_TOO_DEEP) from None
 
 
-class StrictJSONProvider(DefaultJSONProvider):
-    """The app's JSON provider (quart-schema's, which serializes pydantic models) for output;
-    :func:`strict_json_loads` for input. Install it after ``QuartSchema(app)``."""
+class StrictJSON(JSONProvider):
+    """The JSON module of a request to our routes (``request.json_module``, set per request):
+    the app's own provider for output, :func:`strict_json_loads` for the body, and a body
+    that is not JSON is our ``invalid_json`` error. The app's provider is left as it is."""
 
-    def __init__(self, app: Quart) -> None:
+    def __init__(self, app: Quart, max_bytes: int) -> None:
         super().__init__(app)
-        self.inner = app.json
+        self.max_bytes = max_bytes
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return self.inner.dumps(obj, **kwargs)
+        return self._app.json.dumps(obj, **kwargs)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        if kwargs:
-            return self.inner.loads(s, **kwargs)
-        return strict_json_loads(s)
-
-
-class JSONErrorRequest(Request):
-    """Malformed JSON becomes our ``invalid_json`` error, not Werkzeug's generic 400 page."""
-
-    def on_json_loading_failed(self, error: Exception) -> object:
-        detail = str(error) if str(error) in _STRICT_ERRORS else ""
-        raise APIError(400, "invalid_json", "the body is not valid JSON" + (f" ({detail})" if detail else ""))
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "field": field}})
-    response.status_code = status
-    if has_request_context() or has_websocket_context():
-        g.error_code = code  # for the request's log line
-    return response
+        if len(s) > self.max_bytes:  # a body sent without Content-Length (checked earlier when it has one)
+            raise APIError(413, "body_too_large", f"the body is larger than {self.max_bytes} bytes")
+        try:
+            return strict_json_loads(s)
+        except ValueError as exc:
+            detail = str(exc) if str(exc) in _STRICT_ERRORS else ""
+            message = "the body is not valid JSON" + (f" ({detail})" if detail else "")
+            raise APIError(400, "invalid_json", message) from None
 
 
 _HTTP_CODES = {
@@ -127,83 +128,64 @@ def _validation_field(exc: RequestSchemaValidationError) -> tuple[str, str | Non
     return str(error) or "invalid request", None
 
 
-def register_error_handlers(app: Quart) -> None:
-    @app.errorhandler(APIError)
-    async def _api_error(exc: APIError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
-
-    @app.errorhandler(InputError)
-    async def _input_error(exc: InputError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
-
-    @app.errorhandler(StreamNotFound)
-    async def _not_found(exc: StreamNotFound) -> Response:
-        return error_response(404, "stream_not_found", "no such stream", "stream_id")
-
-    @app.errorhandler(IdentityError)
-    async def _bad_key(exc: IdentityError) -> Response:
-        response = error_response(401, "invalid_api_key", "the bearer key is not one this server accepts")
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return response
-
-    @app.errorhandler(RateLimitExceeded)
-    async def _rate_limited(exc: RateLimitExceeded) -> Response:
-        response = error_response(429, "rate_limited", f"too many streams started; try again in {exc.retry_after} s")
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-
-    @app.errorhandler(LimitExceeded)
-    async def _over_limit(exc: LimitExceeded) -> Response:
-        response = error_response(429, exc.code, exc.message)
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-
-    @app.errorhandler(UnicodeDecodeError)
-    async def _not_utf8(exc: UnicodeDecodeError) -> Response:
-        return error_response(400, "invalid_json", "the body is not valid UTF-8 JSON")
-
-    @app.before_request
-    async def _json_bodies_only() -> Response | None:
-        """A body on our API is JSON or nothing: anything else is 415, before it is read."""
-        if request.method in ("POST", "PUT", "PATCH") and (request.content_length or 0) > 0 and not request.is_json:
-            return error_response(415, "unsupported_media_type", "send the body as application/json")
-        return None
-
-    @app.errorhandler(LogUnavailable)
-    async def _log_unavailable(exc: LogUnavailable) -> Response:
-        response = error_response(503, "log_unavailable", "the stream log is unreachable; try again shortly")
-        response.headers["Retry-After"] = "2"
-        return response
-
-    @app.errorhandler(StreamingDisabled)
-    async def _streaming_off(exc: StreamingDisabled) -> Response:
-        return error_response(
-            409,
-            "streaming_disabled",
-            "streaming is off on this server (AI_STREAMING_ENABLED=false); "
-            "POST /api/ai-block/<block_type> returns the whole result as JSON",
+def to_api_error(exc: BaseException) -> APIError:
+    """Any exception raised while handling one of our requests or socket messages, as what
+    the client is told. What is not a known refusal is a logged 500 ``internal_error``."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, RateLimitExceeded):
+        retry = str(exc.retry_after)
+        return APIError(
+            429, "rate_limited", f"too many streams started; try again in {retry} s", headers={"Retry-After": retry}
         )
-
-    @app.errorhandler(RunFailed)
-    async def _run_failed(exc: RunFailed) -> Response:
-        status = 504 if exc.code == "provider_timeout" else 503 if exc.code == "provider_unavailable" else 502
-        return error_response(status, exc.code, exc.message)
-
-    @app.errorhandler(RequestSchemaValidationError)
-    async def _schema_error(exc: RequestSchemaValidationError) -> Response:
+    if isinstance(exc, RequestSchemaValidationError):
         message, field = _validation_field(exc)
-        return error_response(422, "validation_error", message, field)
-
-    @app.errorhandler(HTTPException)
-    async def _http_error(exc: HTTPException) -> Response:
+        return APIError(422, "validation_error", message, field)
+    if isinstance(exc, UnicodeDecodeError):
+        return APIError(400, "invalid_json", "the body is not valid UTF-8 JSON")
+    if isinstance(exc, HTTPException):
         status = exc.code or 500
         if status == 400 and "json" in (exc.description or "").lower():
-            return error_response(400, "invalid_json", "the body is not valid JSON")
-        code = _HTTP_CODES.get(status, "http_error")
-        return error_response(status, code, exc.description or exc.name)
+            return APIError(400, "invalid_json", "the body is not valid JSON")
+        return APIError(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+    log.error("unhandled error", exc_info=exc)
+    return APIError(500, "internal_error", "the server failed to handle this request")
 
-    @app.errorhandler(Exception)
-    async def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "the server failed to handle this request")
+
+def error_response(error: APIError) -> Response:
+    response = jsonify({"error": {"code": error.code, "message": error.message, "field": error.field}})
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    if has_request_context() or has_websocket_context():
+        g.error_code = error.code  # for the request's log line
+    return response
+
+
+async def _handle(exc: Exception) -> Response:
+    return error_response(to_api_error(exc))
+
+
+def register_error_handlers(target: Quart | Blueprint) -> None:
+    """The one handler: on the extension's blueprint (its routes only), or on the standalone
+    app (where routing errors such as a 404 or 405 are ours too)."""
+    target.register_error_handler(Exception, _handle)
+
+
+def json_bodies_only(strict: StrictJSON, body_timeout_s: float) -> Callable[[], Awaitable[Response | None]]:
+    """A ``before_request`` hook: a body on our API is JSON (parsed strictly) or nothing;
+    anything else is 415 before it is read, an announced body over the limit is 413."""
+    max_bytes = strict.max_bytes
+
+    async def hook() -> Response | None:
+        if request.method not in ("POST", "PUT", "PATCH"):
+            return None
+        length = request.content_length or 0
+        if length > max_bytes:
+            return error_response(APIError(413, "body_too_large", f"the body is larger than {max_bytes} bytes"))
+        if (length > 0 or "Transfer-Encoding" in request.headers) and not request.is_json:
+            return error_response(APIError(415, "unsupported_media_type", "send the body as application/json"))
+        request.json_module = strict
+        request.body_timeout = body_timeout_s  # type: ignore[assignment]
+        return None
+
+    return hook

@@ -33,13 +33,23 @@ from quart import Response, g, has_request_context, has_websocket_context, reque
 from werkzeug.datastructures import Headers
 
 from .config import Settings
+from .errors import APIError
+from .state import services
 
 COOKIE_NAME = "ail_session"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
 
 
-class IdentityError(Exception):
-    """A bearer key that is not one of ours."""
+class IdentityError(APIError):
+    """A bearer key that is not one of ours: 401, never a silent fallback to a session."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            401,
+            "invalid_api_key",
+            "the bearer key is not one this server accepts",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,7 @@ class Identities:
         for known in self._keys:  # compare with every key, in constant time each
             matched |= hmac.compare_digest(presented, known)
         if not key or not matched:
-            raise IdentityError("unknown API key")
+            raise IdentityError()
         return Identity("k:" + presented.hex()[:32], "key")
 
 
@@ -105,8 +115,6 @@ def current_identity() -> Identity:
     Raises :class:`IdentityError` for a bearer key that is not configured."""
     identity: Identity | None = g.get("identity")
     if identity is None:
-        from .app import services
-
         headers, _ = _connection()
         cookies = websocket.cookies if has_websocket_context() else request.cookies
         identity = services().identities.resolve(headers.get("Authorization"), cookies.get(COOKIE_NAME))
@@ -128,8 +136,6 @@ def new_session_headers() -> dict[str, str]:
     identity = g.get("identity")
     if identity is None or identity.new_cookie is None:
         return {}
-    from .app import services
-
     return {"Set-Cookie": cookie_header(identity, websocket.scheme == "wss", services().identities.max_age)}
 
 
@@ -142,8 +148,6 @@ async def set_new_session_cookie(response: Response) -> Response:
         return response
     identity: Identity | None = g.get("identity")
     if identity is not None and identity.new_cookie is not None:
-        from .app import services
-
         secure = request.scheme == "https"
         response.headers.add("Set-Cookie", cookie_header(identity, secure, services().identities.max_age))
         cache = response.headers.get("Cache-Control", "")

@@ -28,13 +28,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import redis.asyncio as aioredis
-from quart import Quart, Response, current_app, g, request
+from quart import Blueprint, Response, current_app, g, request
 from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
 
 from .config import Settings
+from .errors import APIError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis  # the [redis] extra: imported only with STREAM_LOG=redis
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,13 @@ PREFIX = "ail:limits:"
 REDIS_TIMEOUT_S = 2.0
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(APIError):
     """A client is over one of its limits: 429 with this code."""
 
     def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retry_after = code, message, retry_after
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        super().__init__(429, code, message, headers=headers)
+        self.retry_after = retry_after
 
 
 def parse_rate(text: str) -> tuple[int, float] | None:
@@ -143,7 +147,7 @@ class StartRateLimiter(RateLimiter):
         return list(self.start_limits) if getattr(view_func, STARTS_GENERATION, False) else []
 
     async def _before_request(self) -> None:
-        if not current_app.config["QUART_RATE_LIMITER_ENABLED"] or request.method == "OPTIONS":
+        if not current_app.config.get("QUART_RATE_LIMITER_ENABLED", True) or request.method == "OPTIONS":
             return
         if request.method in ("GET", "HEAD") and request.headers.get("Last-Event-ID"):
             return  # an EventSource reconnecting: a resume reads, it never starts anything
@@ -368,6 +372,8 @@ class Limits:
     def for_settings(cls, settings: Settings) -> Limits:
         if settings.STREAM_LOG != "redis":
             return cls(settings)
+        import redis.asyncio as aioredis
+
         from .streams.redis_log import SOCKET_TIMEOUT_S
 
         client = aioredis.Redis.from_url(
@@ -380,7 +386,8 @@ class Limits:
         )
         return cls(settings, client)
 
-    def install(self, app: Quart, client_key: KeyFunction, ip_key: KeyFunction) -> None:
+    def install(self, target: Blueprint, client_key: KeyFunction, ip_key: KeyFunction) -> None:
+        """The start rate limits, counted by hooks on the extension's blueprint (its routes only)."""
         limits: list[StartLimit] = []
         for text, key_function, group in (
             (self.settings.RATE_LIMIT, client_key, "start"),
@@ -391,7 +398,8 @@ class Limits:
                 limits.append(StartLimit(rate[0], timedelta(seconds=rate[1]), key_function, group=group))
         self.limiter = StartRateLimiter(self.gcra, limits, client_key)
         if limits:
-            self.limiter.init_app(app)
+            target.before_request(self.limiter._before_request)
+            target.after_request(self.limiter._after_request)
 
     async def check_start_rate(self) -> None:
         """For starts that are no HTTP route (a WebSocket ``start``): raises ``RateLimitExceeded``."""

@@ -17,45 +17,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..config import Settings
+from ..errors import APIError
 from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, ProviderTimeout, Usage
-from ..streams.events import BlockResult
-from .blocks import BLOCK_TYPES, BlockRequest, BlockType, generation_request, quiz_retry_request, token_budget
-from .shapers import Event, QuizShaper, make_shaper
+from .blocks import BlockRegistry, BlockRequest, Event
 
 log = logging.getLogger(__name__)
 
 
-class InputError(Exception):
+class InputError(APIError):
     """Client input the engine refuses; becomes a 4xx with the JSON error shape."""
 
     def __init__(self, code: str, message: str, field: str | None = None, status: int = 422) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field, self.status = code, message, field, status
+        super().__init__(status, code, message, field)
 
 
-class RunFailed(Exception):
+class RunFailed(APIError):
     """A non-streaming run ended with an error event (the provider failed)."""
 
     def __init__(self, code: str, message: str, retryable: bool, usage: Usage | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retryable = code, message, retryable
+        status = 504 if code == "provider_timeout" else 503 if code == "provider_unavailable" else 502
+        super().__init__(status, code, message)
+        self.retryable = retryable
         self.usage = usage  # what the failed run used, for the daily budget
 
 
-class StreamingDisabled(Exception):
+class StreamingDisabled(APIError):
     """Raised by the streaming hook when AI_STREAMING_ENABLED is false."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            409,
+            "streaming_disabled",
+            "streaming is off on this server (AI_STREAMING_ENABLED=false); "
+            "POST /api/ai-block/<block_type> returns the whole result as JSON",
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    result: BlockResult
+    result: BaseModel
     usage: Usage
     finish_reason: str
 
@@ -149,10 +159,6 @@ async def _cancel(step: Coroutine[Any, Any, Delta]) -> None:
         await _Resumed(step, waits_on)
 
 
-#: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
-QUIZ_EXTRA_ATTEMPTS = 2
-
-
 class Run:
     """One generation in progress: its events, and its result so far."""
 
@@ -160,20 +166,21 @@ class Run:
         self.request = request
         self.stream_id = stream_id
         self._engine = engine
-        self._shaper = make_shaper(request.block_type)
+        self._shaper = request.block.shaper(request)
+        self._first = request.block.generation_request(request)
         self._output_tokens = 0
         self._usage: Usage | None = None
         self.finish_reason = "finished"
-        self.final: BlockResult | None = None
+        self.final: BaseModel | None = None
 
-    def result(self) -> BlockResult:
+    def result(self) -> BaseModel:
         """What was produced so far (partial while running)."""
         return self._shaper.result()
 
     def usage(self) -> Usage:
         if self._usage is not None:
             return self._usage
-        prompt_chars = sum(len(m.content) for m in generation_request(self.request).messages)
+        prompt_chars = sum(len(m.content) for m in self._first.messages)
         return Usage(input_tokens=prompt_chars // 4, output_tokens=self._output_tokens)
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -183,7 +190,7 @@ class Run:
             "start",
             {
                 "stream_id": self.stream_id,
-                "block_type": self.request.block_type.value,
+                "block_type": self.request.block_type,
                 "provider": info.name,
                 "model": info.model,
                 "scripted": info.scripted,
@@ -191,19 +198,16 @@ class Run:
             },
         )
         try:
-            gen = generation_request(self.request)
-            for attempt in range(QUIZ_EXTRA_ATTEMPTS + 1):
+            block, gen = self.request.block, self._first
+            for attempt in range(1, block.max_attempts + 1):
                 async for event in self._generate(gen):
                     yield event
-                if not isinstance(self._shaper, QuizShaper) or attempt == QUIZ_EXTRA_ATTEMPTS:
+                if attempt == block.max_attempts or block.retry is None:
                     break
-                missing = self.request.num_questions - len(self._shaper.questions)
-                if missing <= 0:
+                again = block.retry(self.request, self._shaper)  # e.g. quiz questions that were dropped
+                if again is None:
                     break
-                # a small model repeats itself: ask again for just the missing questions
-                log.info("quiz: %d question(s) missing, generating them again", missing)
-                self._shaper.next_attempt()
-                gen = quiz_retry_request(self.request, missing, [q.question for q in self._shaper.questions])
+                gen = again
         except ProviderError as exc:
             yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
             return
@@ -318,7 +322,7 @@ class Run:
         if delta.finish_reason is not None:
             self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
 
-    def done_data(self, status: str, reason: str, result: BlockResult | None = None) -> dict[str, object]:
+    def done_data(self, status: str, reason: str, result: BaseModel | None = None) -> dict[str, object]:
         usage = self.usage()
         return {
             "status": status,
@@ -342,9 +346,14 @@ class Run:
 class Engine:
     """Runs block requests; the streaming hook reads ``AI_STREAMING_ENABLED`` here."""
 
-    def __init__(self, settings: Settings, provider: Provider) -> None:
+    def __init__(self, settings: Settings, provider: Provider, blocks: BlockRegistry | None = None) -> None:
         self.settings = settings
         self.provider = provider
+        if blocks is None:
+            from ..blocks import builtin_registry
+
+            blocks = builtin_registry()
+        self.blocks = blocks
 
     @property
     def streaming_enabled(self) -> bool:
@@ -359,32 +368,25 @@ class Engine:
         scripted_interval_ms: float | None = None,
     ) -> BlockRequest:
         """Validate and clamp client input. Raises :class:`InputError`."""
-        if block_type not in BLOCK_TYPES:
+        block = self.blocks.get(block_type)
+        if block is None:
             raise InputError(
                 "unknown_block_type",
-                f"unknown block type {block_type!r}; expected one of {', '.join(BLOCK_TYPES)}",
+                f"unknown block type {block_type[:64]!r}; expected one of {', '.join(self.blocks)}",
                 "block_type",
             )
-        block = BlockType(block_type)
         text = text.strip()
         if not text:
             raise InputError("input_required", "input must not be empty", "input")
-        if len(text) > self.settings.MAX_INPUT_CHARS:
-            raise InputError(
-                "input_too_long",
-                f"input is {len(text)} characters; the limit is {self.settings.MAX_INPUT_CHARS}",
-                "input",
-            )
+        limit = min(block.max_input_chars or self.settings.MAX_INPUT_CHARS, self.settings.MAX_INPUT_CHARS)
+        if len(text) > limit:
+            raise InputError("input_too_long", f"input is {len(text)} characters; the limit is {limit}", "input")
         if "\x00" in text:
             raise InputError("invalid_input", "input must not contain NUL characters", "input")
         questions = num_questions if num_questions is not None else 3
-        budget = token_budget(block, max_tokens, questions, self.settings.MAX_TOKENS)
-        return BlockRequest(
-            block_type=block,
-            input=text,
-            max_tokens=budget,
-            num_questions=questions,
-            scripted_interval_ms=scripted_interval_ms,
+        request = BlockRequest(block, text, 0, questions, scripted_interval_ms)
+        return dataclasses.replace(
+            request, max_tokens=block.token_budget(max_tokens, request, self.settings.MAX_TOKENS)
         )
 
     def start(self, request: BlockRequest, stream_id: str) -> Run:

@@ -20,11 +20,12 @@ from pydantic_core import to_json
 
 
 class EventType(enum.StrEnum):
+    """The events the core sends for every block; a block adds its own (``Block.events``:
+    ``quiz.question``, ``diagram.partial``, a team's ``flashcards.card``)."""
+
     START = "start"
     QUEUED = "queued"
     TOKEN = "token"
-    QUIZ_QUESTION = "quiz.question"
-    DIAGRAM_PARTIAL = "diagram.partial"
     SNAPSHOT = "snapshot"
     RESET = "reset"
     DONE = "done"
@@ -35,7 +36,8 @@ class EventType(enum.StrEnum):
 TERMINAL = frozenset({EventType.DONE.value, EventType.ERROR.value})
 
 EndStatus = Literal["complete", "stopped", "interrupted", "failed"]
-BlockName = Literal["ask_question", "explain_eli10", "quiz", "diagram"]
+#: A registered block's name (the contract lists the registered ones as an enum).
+BlockName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 
 
 class _Payload(BaseModel):
@@ -139,8 +141,6 @@ PAYLOADS: dict[EventType, type[BaseModel]] = {
     EventType.START: StartData,
     EventType.QUEUED: QueuedData,
     EventType.TOKEN: TokenData,
-    EventType.QUIZ_QUESTION: QuizQuestionData,
-    EventType.DIAGRAM_PARTIAL: DiagramPartialData,
     EventType.SNAPSHOT: SnapshotData,
     EventType.RESET: ResetData,
     EventType.DONE: DoneData,

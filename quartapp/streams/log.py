@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import APIError
 from .events import TERMINAL, Entry
 
 
@@ -76,8 +77,19 @@ class StreamInfo:
 StopHandler = Callable[[str], None]
 
 
-class LogUnavailable(Exception):
-    """The log's backing store cannot be reached; producers end with ``log_unavailable``."""
+class LogUnavailable(APIError):
+    """The log's backing store cannot be reached; producers end with ``log_unavailable``.
+
+    ``str()`` is the cause, for our logs; the client is told only that the log is unreachable."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            503, "log_unavailable", "the stream log is unreachable; try again shortly", headers={"Retry-After": "2"}
+        )
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail or self.message
 
 
 class Fenced(Exception):

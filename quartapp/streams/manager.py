@@ -34,6 +34,7 @@ from quart.globals import _cv_app, _cv_request, _cv_websocket
 
 from ..config import Settings
 from ..engine import BlockRequest, Engine, Run
+from ..errors import APIError
 from ..limits import Lease, Limits
 from ..metrics import Metrics
 from .events import TERMINAL, Entry, parse_event_id
@@ -45,8 +46,12 @@ STOP_WAIT_S = 5.0
 log = logging.getLogger(__name__)
 
 
-class StreamNotFound(Exception):
+class StreamNotFound(APIError):
     """No such stream (or not yours): the API answers 404 either way."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(404, "stream_not_found", "no such stream", "stream_id")
+        self.stream_id = stream_id
 
 
 #: Most entries one read takes: a reader catching up gets its first events after one page,
@@ -118,7 +123,7 @@ class StreamManager:
         run = self.engine.start(request, stream_id)
         lease = await self.limits.admit(owner) if self.limits is not None else None
         try:
-            info = await self.log.create(stream_id, owner, request.block_type.value)
+            info = await self.log.create(stream_id, owner, request.block_type)
         except BaseException:
             if lease is not None and self.limits is not None:
                 await self.limits.release(lease)
@@ -134,7 +139,7 @@ class StreamManager:
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
         metrics = self.metrics
-        metrics.started.labels(run.request.block_type.value).inc()
+        metrics.started.labels(run.request.block_type).inc()
         started = last_token = time.perf_counter()
         first = True
         try:
