@@ -1,7 +1,8 @@
 """Generate ``contracts/stream-schema.yaml``, the AsyncAPI 3.0 document of the streams.
 
 The document is built from the pydantic models the server uses
-(``streams/events.py`` and ``schemas.py``), so it cannot drift from the code:
+(``streams/events.py``, ``schemas.py``) and from the block registry (each block's
+events and result model; the block-name enums), so it cannot drift from the code:
 ``python -m quartapp.contract`` rewrites it, and a test fails when the
 committed file differs from what this module generates.
 """
@@ -17,8 +18,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .config import ROOT
+from .engine.blocks import BlockRegistry
 from .schemas import BlockOptions, WsAccepted, WsRejected, WsResume, WsStart, WsStop
-from .streams.events import PAYLOADS, EventType
+from .streams.events import PAYLOADS, BlockResult, EventType
 
 PATH = ROOT / "contracts" / "stream-schema.yaml"
 REF = "#/components/schemas/{model}"
@@ -41,9 +43,22 @@ resuming from the terminal event's id answers 204 (EventSource stops reconnectin
 """
 
 
-def _schemas() -> dict[str, Any]:
+def event_payloads(blocks: BlockRegistry) -> dict[str, type[BaseModel]]:
+    """Every event type a stream of these blocks may carry, with its payload model."""
+    payloads: dict[str, type[BaseModel]] = {event.value: model for event, model in PAYLOADS.items()}
+    for block in blocks.values():
+        payloads.update(block.events)
+    return payloads
+
+
+def _results(blocks: BlockRegistry) -> list[type[BaseModel]]:
+    return list(dict.fromkeys(block.result_model or BlockResult for block in blocks.values()))
+
+
+def _schemas(blocks: BlockRegistry) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
-        *PAYLOADS.values(),
+        *event_payloads(blocks).values(),
+        *_results(blocks),
         BlockOptions,
         WsStart,
         WsResume,
@@ -53,32 +68,45 @@ def _schemas() -> dict[str, Any]:
     ]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
+    names = {"type": "string", "enum": list(blocks.names)}
+    for name in ("StartData", "BlockResult"):
+        if "block_type" in schemas.get(name, {}).get("properties", {}):
+            schemas[name]["properties"]["block_type"] = names
+    results = [{"$ref": REF.format(model=m.__name__)} for m in _results(blocks)]
+    if len(results) > 1:  # a registered block with a result model of its own
+        schemas["DoneData"]["properties"]["result"] = {"oneOf": results}
+        schemas["ErrorData"]["properties"]["result"] = {"anyOf": [*results, {"type": "null"}], "default": None}
     return schemas
 
 
-def _envelope(event: EventType, payload: str) -> dict[str, Any]:
+def _envelope(event: str, payload: str) -> dict[str, Any]:
     # a reset names no position in the stream: no id (see RESUME_RULES)
     return {
         "type": "object",
-        "required": ["type", "data"] if event is EventType.RESET else ["id", "type", "data"],
+        "required": ["type", "data"] if event == EventType.RESET else ["id", "type", "data"],
         "additionalProperties": False,
         "properties": {
             "stream_id": {"type": "string", "description": "WebSocket frames only: the stream the event belongs to"},
             "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
-            "type": {"const": event.value},
+            "type": {"const": event},
             "data": {"$ref": REF.format(model=payload)},
         },
     }
 
 
-def build() -> dict[str, Any]:
-    schemas = _schemas()
+def build(blocks: BlockRegistry | None = None) -> dict[str, Any]:
+    """The document for ``blocks`` (default: the four built-in ones, the committed file)."""
+    if blocks is None:
+        from .blocks import builtin_registry
+
+        blocks = builtin_registry()
+    schemas = _schemas(blocks)
     messages: dict[str, Any] = {}
-    for event, model in PAYLOADS.items():
-        key = "event_" + event.value.replace(".", "_")
+    for event, model in event_payloads(blocks).items():
+        key = "event_" + event.replace(".", "_")
         messages[key] = {
-            "name": event.value,
-            "title": f"{event.value} event",
+            "name": event,
+            "title": f"{event} event",
             "summary": (model.__doc__ or "").strip().split("\n")[0] or None,
             "payload": _envelope(event, model.__name__),
         }
@@ -114,7 +142,7 @@ def build() -> dict[str, Any]:
             "oneShotBlock": {
                 "address": "/api/stream/ai-block/{blockType}",
                 "description": "SSE: starts a block from the query (input, question or topic) and streams it.",
-                "parameters": {"blockType": {"enum": ["ask_question", "explain_eli10", "quiz", "diagram"]}},
+                "parameters": {"blockType": {"enum": list(blocks.names)}},
                 "messages": event_refs,
                 "servers": [{"$ref": "#/servers/local"}],
             },
@@ -122,7 +150,7 @@ def build() -> dict[str, Any]:
                 "address": "/ws/stream/ai-block/{blockType}",
                 "description": "WebSocket: starts a block from the query (as oneShotBlock), sends its events as JSON "
                 "text frames (with `stream_id`), then closes 1000; 1013 for a reader that stopped reading.",
-                "parameters": {"blockType": {"enum": ["ask_question", "explain_eli10", "quiz", "diagram"]}},
+                "parameters": {"blockType": {"enum": list(blocks.names)}},
                 "messages": event_refs,
                 "servers": [{"$ref": "#/servers/local-ws"}],
             },
@@ -164,9 +192,9 @@ def build() -> dict[str, Any]:
     }
 
 
-def render() -> str:
+def render(blocks: BlockRegistry | None = None) -> str:
     header = "# Generated by `python -m quartapp.contract` from the server's pydantic models. Do not edit.\n"
-    return header + yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=100)
+    return header + yaml.safe_dump(build(blocks), sort_keys=False, allow_unicode=True, width=100)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ quart-schema validates requests with these and publishes them in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -24,7 +24,9 @@ class BlockOptions(_Model):
 
 
 class StartStream(_Model):
-    block_type: str = Field(max_length=64, description="ask_question, explain_eli10, quiz or diagram")
+    block_type: str = Field(
+        max_length=64, description="A registered block: ask_question, explain_eli10, quiz, diagram, or the app's own"
+    )
     input: str = Field(max_length=100_000, description="The question or topic (the server's MAX_INPUT_CHARS applies)")
     options: BlockOptions = Field(default_factory=BlockOptions)
 
@@ -55,7 +57,9 @@ class StreamStatus(_Model):
 
 
 class BlockResponse(_Model):
-    result: BlockResult
+    result: BlockResult | dict[str, Any] = Field(
+        description="The block's result: BlockResult for the built-in blocks, a registered block's own model otherwise"
+    )
     usage: Usage
     finish_reason: str
     provider: str

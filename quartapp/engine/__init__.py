@@ -1,8 +1,9 @@
 """The runtime engine: block -> prompt -> provider -> shaped events."""
 
-from .blocks import BLOCK_TYPES as BLOCK_TYPES
+from .blocks import Block as Block
+from .blocks import BlockDefinitionError as BlockDefinitionError
+from .blocks import BlockRegistry as BlockRegistry
 from .blocks import BlockRequest as BlockRequest
-from .blocks import BlockType as BlockType
 from .runner import Completed as Completed
 from .runner import Engine as Engine
 from .runner import InputError as InputError

@@ -1,162 +1,188 @@
-"""The four AI blocks: what each asks the model (system prompt, limits, constraints).
+"""What a block is, and the registry of blocks an app serves.
 
-System prompts live here, in server code only. The client sends text; it is
-passed as user content between delimiters and can never set a role.
+A :class:`Block` is one object holding everything the server knows of a block: its
+name, system prompt, input and token limits, what it asks of the provider (a JSON
+schema, a grammar, a temperature), the shaper that turns its tokens into typed events,
+the result model of its ``done`` event and the payload models of those events (for the
+contract). The four built-in blocks (``quartapp.blocks``) are registered through the
+same :meth:`BlockRegistry.register` a team calls for its own.
+
+System prompts live in server code only. The client sends text; it is passed as user
+content between delimiters and can never set a role.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from ..providers.base import GenerationRequest, Message
-from ..streams.events import QuizQuestion
-from .mermaid import MERMAID_GBNF
+
+Event = tuple[str, dict[str, object]]
+
+#: A block name: it becomes part of URLs, metric labels and event payloads.
+BLOCK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+#: Event types the core sends for every block; a block's own events must not reuse them.
+CORE_EVENTS = frozenset({"start", "queued", "token", "snapshot", "reset", "done", "error", "shutdown"})
 
 
-class BlockType(enum.StrEnum):
-    ASK_QUESTION = "ask_question"
-    EXPLAIN_ELI10 = "explain_eli10"
-    QUIZ = "quiz"
-    DIAGRAM = "diagram"
+class Shaper(Protocol):
+    """Turns one run's raw model text into events and a result.
 
+    ``feed`` gets coalesced text as it arrives and returns the events to send for it;
+    ``result()`` is what was produced so far (the partial answer of a stopped or failed
+    stream); ``finish()`` the validated final result (raise ``ProviderBadOutput`` when
+    there is nothing usable)."""
 
-BLOCK_TYPES: tuple[str, ...] = tuple(b.value for b in BlockType)
+    def feed(self, text: str, tokens: int) -> list[Event]: ...
 
-#: Worst-case tokens one quiz question takes under the schema's length bounds
-#: (about 3 characters a token over ~650 characters of bounded strings and JSON).
-QUIZ_TOKENS_PER_QUESTION = 220
-DIAGRAM_MAX_TOKENS = 400
+    def result(self) -> BaseModel: ...
 
-SYSTEM_PROMPTS: dict[BlockType, str] = {
-    BlockType.ASK_QUESTION: (
-        "You are a patient tutor on a learning page. Answer the learner's question accurately and clearly "
-        "in Markdown, in at most 150 words. If the question is not something you can answer, say so briefly."
-    ),
-    BlockType.EXPLAIN_ELI10: (
-        "You explain things to a curious ten-year-old. Use short sentences, everyday words and one friendly "
-        "comparison from daily life. No jargon. At most 120 words."
-    ),
-    BlockType.QUIZ: (
-        "You write multiple-choice quizzes for learners. Reply with JSON only, in the form "
-        '{"questions": [{"question": "...", "choices": ["...", "...", "...", "..."], "answer_index": 0, '
-        '"explanation": "..."}]}. Each question has exactly 4 different choices, answer_index is the '
-        "0-based index of the one correct choice, and the explanation is one short sentence."
-    ),
-    BlockType.DIAGRAM: (
-        "You draw Mermaid flowcharts that explain a topic. Reply with Mermaid source only, no prose and no "
-        "code fences: the first line is `flowchart TD`, then 3 to 8 lines like `A[Sun] --> B[Light]` or "
-        "`A -->|heats| B[Air]`."
-    ),
-}
+    def finish(self) -> BaseModel: ...
 
 
 @dataclass(frozen=True, slots=True)
 class BlockRequest:
     """A validated request for one block: clamped, bounded, ready for the engine."""
 
-    block_type: BlockType
+    block: Block
     input: str
     max_tokens: int
     num_questions: int = 3
     #: Honoured by the scripted provider only (tests, benchmarks); real models ignore it.
     scripted_interval_ms: float | None = None
 
-
-class Quiz(BaseModel):
-    """The quiz block's final result, validated before it is sent in ``done``."""
-
-    model_config = ConfigDict(extra="forbid")
-    questions: list[QuizQuestion] = Field(min_length=1, max_length=10)
+    @property
+    def block_type(self) -> str:
+        return self.block.name
 
 
-def quiz_schema(num_questions: int) -> dict[str, Any]:
-    """JSON schema for constrained decoding: exact item count and bounded strings,
-    so a small model cannot run out of tokens mid-string or ramble."""
-    item = QuizQuestion.model_json_schema()
-    item.pop("title", None)
-    item.pop("description", None)
-    return {
-        "type": "object",
-        "properties": {
-            "questions": {"type": "array", "items": item, "minItems": num_questions, "maxItems": num_questions}
-        },
-        "required": ["questions"],
-        "additionalProperties": False,
-    }
+class BlockDefinitionError(ValueError):
+    """A block that cannot be registered (raised by ``register_block``, never on a request)."""
 
 
-def user_content(block: BlockType, text: str, num_questions: int) -> str:
-    """The learner's text, delimited so it reads as data, not instructions."""
-    if block is BlockType.ASK_QUESTION:
-        lead = "The learner's question"
-    elif block is BlockType.QUIZ:
-        lead = f"Write {num_questions} questions about this topic"
-    else:
-        lead = "The topic"
-    return f"{lead}:\n<<<\n{text}\n>>>"
+def _text_lead(request: BlockRequest) -> str:
+    return "The topic"
 
 
-def generation_request(request: BlockRequest) -> GenerationRequest:
-    """Build what the provider sees for a block request."""
-    block = request.block_type
-    hints: dict[str, Any] = {"topic": request.input, "num_questions": request.num_questions}
-    if request.scripted_interval_ms is not None:
-        hints["interval_ms"] = request.scripted_interval_ms
-    messages = (
-        Message("system", SYSTEM_PROMPTS[block]),
-        Message("user", user_content(block, request.input, request.num_questions)),
-    )
-    if block is BlockType.QUIZ:
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One block type. Only ``name``, ``system_prompt`` and ``shaper`` are required."""
+
+    #: URL-safe identifier: ``/api/stream/ai-block/<name>``.
+    name: str
+    system_prompt: str
+    #: Makes the run's shaper (one per generation).
+    shaper: Callable[[BlockRequest], Shaper]
+    #: The model of ``done.result`` (and of the whole-result route's ``result``).
+    result_model: type[BaseModel] | None = None
+    #: Payload models of the events the shaper sends besides the core ones, by event type.
+    events: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    description: str = ""
+    #: How the learner's text is introduced to the model (it is then set between delimiters).
+    lead: Callable[[BlockRequest], str] = _text_lead
+    #: Longest input accepted, in characters (None: the server's MAX_INPUT_CHARS); never above it.
+    max_input_chars: int | None = None
+    #: Token budget when the client asks for none (None: the server's MAX_TOKENS); never above it.
+    default_max_tokens: int | None = None
+    #: The least a structured block needs to finish (clients cannot ask for less).
+    min_tokens: Callable[[BlockRequest], int] | None = None
+    temperature: float = 0.3
+    #: JSON schema the output must follow; providers that can constrain decoding do.
+    json_schema: Callable[[BlockRequest], dict[str, Any]] | None = None
+    #: GBNF grammar for output a JSON schema cannot describe; optional for providers to honour.
+    grammar: str | None = None
+    #: A further provider call after one ended (say, for quiz questions that were dropped), or None.
+    retry: Callable[[BlockRequest, Shaper], GenerationRequest | None] | None = None
+    max_attempts: int = 1
+    #: Output of the right shape for the scripted provider (tests, demos); None: generic Markdown.
+    scripted: Callable[[BlockRequest], str] | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`BlockDefinitionError` naming what is wrong with this definition."""
+        where = f"block {self.name!r}"
+        if not isinstance(self.name, str) or not BLOCK_NAME.match(self.name):
+            raise BlockDefinitionError(f"{where}: the name must match {BLOCK_NAME.pattern} (a URL-safe identifier)")
+        if not isinstance(self.system_prompt, str) or not self.system_prompt.strip():
+            raise BlockDefinitionError(f"{where}: system_prompt must be non-empty text")
+        if not callable(self.shaper):
+            raise BlockDefinitionError(f"{where}: shaper must be a callable that makes a shaper for a request")
+        if self.result_model is not None and not (
+            isinstance(self.result_model, type) and issubclass(self.result_model, BaseModel)
+        ):
+            raise BlockDefinitionError(f"{where}: result_model must be a pydantic model class")
+        for event_type, model in self.events.items():
+            if event_type in CORE_EVENTS or not re.match(r"^[a-z][a-z0-9_.]{0,63}$", event_type):
+                raise BlockDefinitionError(f"{where}: {event_type!r} is not allowed as an event type of a block")
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise BlockDefinitionError(f"{where}: the payload of {event_type!r} must be a pydantic model class")
+        if self.max_attempts < 1 or (self.max_attempts > 1 and self.retry is None):
+            raise BlockDefinitionError(f"{where}: max_attempts > 1 needs a retry function")
+        for limit in (self.max_input_chars, self.default_max_tokens):
+            if limit is not None and limit < 1:
+                raise BlockDefinitionError(f"{where}: limits must be positive")
+
+    def token_budget(self, request_max: int | None, request: BlockRequest, server_max: int) -> int:
+        """The client's ask (or this block's default) clamped to the server's maximum, and
+        never below what the block needs to finish."""
+        needed = self.min_tokens(request) if self.min_tokens is not None else 0
+        default = self.default_max_tokens or needed or server_max
+        return max(min(request_max or default, server_max), min(needed, server_max))
+
+    def generation_request(self, request: BlockRequest) -> GenerationRequest:
+        """What the provider sees for a request of this block."""
+        hints: dict[str, Any] = {"topic": request.input, "num_questions": request.num_questions}
+        if request.scripted_interval_ms is not None:
+            hints["interval_ms"] = request.scripted_interval_ms
+        if self.scripted is not None:
+            hints["scripted_text"] = self.scripted(request)
         return GenerationRequest(
-            messages=messages,
+            messages=(
+                Message("system", self.system_prompt),
+                Message("user", f"{self.lead(request)}:\n<<<\n{request.input}\n>>>"),
+            ),
             max_tokens=request.max_tokens,
-            temperature=0.4,
-            json_schema=quiz_schema(request.num_questions),
-            block_type=block.value,
+            temperature=self.temperature,
+            json_schema=self.json_schema(request) if self.json_schema is not None else None,
+            grammar=self.grammar,
+            block_type=self.name,
             hints=hints,
         )
-    if block is BlockType.DIAGRAM:
-        return GenerationRequest(
-            messages=messages,
-            max_tokens=request.max_tokens,
-            temperature=0.3,
-            grammar=MERMAID_GBNF,
-            block_type=block.value,
-            hints=hints,
-        )
-    # a low temperature keeps small local models on topic; large ones lose little by it
-    return GenerationRequest(
-        messages=messages, max_tokens=request.max_tokens, temperature=0.3, block_type=block.value, hints=hints
-    )
 
 
-def token_budget(block: BlockType, requested: int | None, num_questions: int, server_max: int) -> int:
-    """Max tokens for a request: the client's ask clamped to the server's maximum;
-    structured blocks are sized from their bounds so they can always finish."""
-    if block is BlockType.QUIZ:
-        needed = QUIZ_TOKENS_PER_QUESTION * num_questions + 16
-        return max(min(requested or needed, server_max), min(needed, server_max))
-    if block is BlockType.DIAGRAM:
-        return min(requested or DIAGRAM_MAX_TOKENS, server_max)
-    return min(requested or server_max, server_max)
+class BlockRegistry(Mapping[str, Block]):
+    """The blocks an app serves, by name, in registration order."""
 
+    def __init__(self, blocks: Mapping[str, Block] | None = None) -> None:
+        self._blocks: dict[str, Block] = dict(blocks or {})
 
-def quiz_retry_request(request: BlockRequest, missing: int, asked: list[str]) -> GenerationRequest:
-    """Ask for ``missing`` more questions, different from those already accepted."""
-    avoid = "\n".join(f"- {q}" for q in asked) or "- (none)"
-    content = (
-        f"Write {missing} more questions about this topic:\n<<<\n{request.input}\n>>>\n"
-        f"Do not repeat these questions:\n{avoid}"
-    )
-    return GenerationRequest(
-        messages=(Message("system", SYSTEM_PROMPTS[BlockType.QUIZ]), Message("user", content)),
-        max_tokens=QUIZ_TOKENS_PER_QUESTION * missing + 16,
-        temperature=0.9,  # variety: the first attempt's questions must not come back
-        json_schema=quiz_schema(missing),
-        block_type=BlockType.QUIZ.value,
-        hints={"num_questions": missing, "topic": request.input},
-    )
+    def register(self, block: Block) -> Block:
+        """Add ``block``; a bad definition or a taken name fails here, not on a request."""
+        if not isinstance(block, Block):
+            raise BlockDefinitionError(f"register_block expects a Block, not {type(block).__name__}")
+        block.validate()
+        if block.name in self._blocks:
+            raise BlockDefinitionError(f"block {block.name!r} is already registered")
+        self._blocks[block.name] = block
+        return block
+
+    def copy(self) -> BlockRegistry:
+        return BlockRegistry(self._blocks)
+
+    def __getitem__(self, name: str) -> Block:
+        return self._blocks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._blocks)
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._blocks)

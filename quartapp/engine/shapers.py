@@ -9,35 +9,25 @@ when a stream is stopped or fails, for keeping the partial answer), and
 from __future__ import annotations
 
 import logging
-import re
-from typing import Protocol
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json, to_json
 
 from ..providers.base import ProviderBadOutput
-from ..streams.events import BlockResult, DiagramCheck, QuizQuestion
-from .blocks import BlockType, Quiz
-from .mermaid import check_mermaid
+from ..streams.events import BlockResult
+from .blocks import Event, Shaper
 
 log = logging.getLogger(__name__)
 
-Event = tuple[str, dict[str, object]]
-
-
-class Shaper(Protocol):
-    def feed(self, text: str, tokens: int) -> list[Event]: ...
-
-    def result(self) -> BlockResult: ...
-
-    def finish(self) -> BlockResult: ...
+__all__ = ("Event", "JSONItemsShaper", "Shaper", "TextShaper")
 
 
 class TextShaper:
     """Markdown answers (ask, ELI10): each coalesced piece is one ``token`` event."""
 
-    def __init__(self, block_type: BlockType) -> None:
-        self._block = block_type.value
+    def __init__(self, block_type: str) -> None:
+        self._block = block_type
         self._parts: list[str] = []
 
     def feed(self, text: str, tokens: int) -> list[Event]:
@@ -45,23 +35,31 @@ class TextShaper:
         return [("token", {"text": text, "tokens": tokens})]
 
     def result(self) -> BlockResult:
-        return BlockResult(block_type=self._block, text="".join(self._parts))  # type: ignore[arg-type]
+        return BlockResult(block_type=self._block, text="".join(self._parts))
 
     def finish(self) -> BlockResult:
         text = "".join(self._parts).strip()
         if not text:
             raise ProviderBadOutput("the model returned an empty answer")
-        return BlockResult(block_type=self._block, text=text)  # type: ignore[arg-type]
+        return BlockResult(block_type=self._block, text=text)
 
 
-class QuizShaper:
-    """Quiz JSON: a ``quiz.question`` event the moment a question's closing brace arrives.
+class JSONItemsShaper:
+    """JSON output ``{"<key>": [item, item, ...]}``: one event the moment an item's closing
+    brace arrives, validated with ``item_model``.
 
-    A tiny string-aware scanner tracks JSON depth over the new text only; when
-    an object inside the ``questions`` array closes, the buffer is parsed as
-    partial JSON (pydantic-core) and that question is validated and sent. The
-    buffer is parsed only then, never per token.
+    A tiny string-aware scanner tracks JSON depth over the new text only; when an object
+    inside the array closes, the buffer is parsed as partial JSON (pydantic-core) and that
+    item is validated and sent as ``event_type`` with ``{"index": i, "<item_field>": item}``.
+    The buffer is parsed only then, never per token. Subclasses refine :meth:`accept`
+    (drop repeats) and :meth:`make_result`.
     """
+
+    #: The array's key in the top-level object, and the event each accepted item becomes.
+    key: str = "items"
+    event_type: str = "item"
+    item_field: str = "item"
+    item_model: type[BaseModel] = BaseModel
 
     def __init__(self) -> None:
         self._parts: list[str] = []
@@ -70,8 +68,7 @@ class QuizShaper:
         self._escape = False
         self._closed_items = 0
         self._attempted = 0  # array items already validated (accepted or dropped)
-        self.questions: list[QuizQuestion] = []
-        self._seen: set[str] = set()
+        self.items: list[Any] = []
 
     def feed(self, text: str, tokens: int) -> list[Event]:
         self._parts.append(text)
@@ -80,7 +77,7 @@ class QuizShaper:
         return self._emit_new()
 
     def next_attempt(self) -> None:
-        """A new provider call continues the quiz: fresh JSON buffer, same accepted questions."""
+        """A new provider call continues the list: fresh JSON buffer, same accepted items."""
         self._parts = []
         self._depth, self._in_string, self._escape = 0, False, False
         self._closed_items = self._attempted = 0
@@ -118,98 +115,54 @@ class QuizShaper:
             value = from_json(self._buffer(), allow_partial=True)
         except ValueError:
             return []
-        items = value.get("questions") if isinstance(value, dict) else None
+        items = value.get(self.key) if isinstance(value, dict) else None
         if not isinstance(items, list):
             return []
         events: list[Event] = []
         for raw in items[self._attempted : self._closed_items]:
             self._attempted += 1
-            question = self._accept(raw)
-            if question is not None:
-                events.append(("quiz.question", {"index": len(self.questions) - 1, "question": question.model_dump()}))
+            item = self._validate(raw)
+            if item is not None:
+                events.append((self.event_type, {"index": len(self.items) - 1, self.item_field: item.model_dump()}))
         return events
 
-    def _accept(self, raw: object) -> QuizQuestion | None:
-        """Validate one question; drop it if invalid, a duplicate, or its choices repeat."""
+    def _validate(self, raw: object) -> BaseModel | None:
         try:
-            question = QuizQuestion.model_validate(raw)
+            item = self.item_model.model_validate(raw)
         except ValidationError as exc:
-            log.info("quiz question dropped: %s", exc.errors()[0]["msg"])
+            log.info("%s dropped: %s", self.item_field, exc.errors()[0]["msg"])
             return None
-        normalized = {c.strip().lower() for c in question.choices}
-        key = question.question.strip().lower()
-        if len(normalized) < 4 or key in self._seen:
-            log.info("quiz question dropped: repeated choices or question")
+        if not self.accept(item):
             return None
-        self._seen.add(key)
-        self.questions.append(question)
-        return question
+        self.items.append(item)
+        return item
 
-    def result(self) -> BlockResult:
-        return BlockResult(block_type="quiz", text=self._text(), questions=list(self.questions))
+    def accept(self, item: Any) -> bool:
+        """Whether a valid item is kept (override to drop repeats)."""
+        return True
 
-    def _text(self) -> str:
-        return to_json({"questions": [q.model_dump() for q in self.questions]}).decode()
-
-    def finish(self) -> BlockResult:
+    def _finish_items(self) -> None:
         buffer = self._buffer()
         if buffer:
             try:
                 value = from_json(buffer)
             except ValueError:
-                value = None  # an attempt cut short: keep the questions it completed
-            if isinstance(value, dict) and isinstance(value.get("questions"), list):
-                for raw in value["questions"][self._attempted :]:
+                value = None  # an attempt cut short: keep the items it completed
+            if isinstance(value, dict) and isinstance(value.get(self.key), list):
+                for raw in value[self.key][self._attempted :]:
                     self._attempted += 1
-                    self._accept(raw)
-        try:
-            quiz = Quiz(questions=self.questions)
-        except ValidationError:
-            raise ProviderBadOutput("the quiz had no valid question") from None
-        return BlockResult(block_type="quiz", text=self._text(), questions=quiz.questions)
+                    self._validate(raw)
 
+    def text(self) -> str:
+        return to_json({self.key: [i.model_dump() for i in self.items]}).decode()
 
-_FENCE = re.compile(r"^\s*```(?:mermaid)?\s*\n?|\n?```\s*$")
+    def make_result(self, final: bool) -> BaseModel:
+        """The result model for the items so far (``final``: validated, raise ProviderBadOutput)."""
+        raise NotImplementedError
 
+    def result(self) -> BaseModel:
+        return self.make_result(final=False)
 
-class DiagramShaper:
-    """Mermaid source streamed as ``diagram.partial``; ``done`` carries the structural check."""
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-
-    def feed(self, text: str, tokens: int) -> list[Event]:
-        self._parts.append(text)
-        return [("diagram.partial", {"text": text})]
-
-    def result(self) -> BlockResult:
-        source = "".join(self._parts)
-        return BlockResult(block_type="diagram", text=source, diagram=_check(source))
-
-    def finish(self) -> BlockResult:
-        raw = _FENCE.sub("", "".join(self._parts))
-        source = raw.strip()
-        if not source:
-            raise ProviderBadOutput("the model returned an empty diagram")
-        check = _check(source)
-        if not check.valid and not raw.endswith("\n") and "\n" in source:
-            # Cut off mid-line by the token limit: the grammar guarantees every complete
-            # line, so the diagram without its unfinished last line is the honest result.
-            trimmed = source.rsplit("\n", 1)[0].rstrip()
-            trimmed_check = _check(trimmed)
-            if trimmed_check.valid:
-                return BlockResult(block_type="diagram", text=trimmed, diagram=trimmed_check)
-        return BlockResult(block_type="diagram", text=source, diagram=check)
-
-
-def _check(source: str) -> DiagramCheck:
-    valid, errors = check_mermaid(source)
-    return DiagramCheck(valid=valid, errors=errors)
-
-
-def make_shaper(block: BlockType) -> Shaper:
-    if block is BlockType.QUIZ:
-        return QuizShaper()
-    if block is BlockType.DIAGRAM:
-        return DiagramShaper()
-    return TextShaper(block)
+    def finish(self) -> BaseModel:
+        self._finish_items()
+        return self.make_result(final=True)

@@ -10,10 +10,8 @@ Mermaid that parses.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncGenerator
-from typing import Any
 
 from .base import Delta, GenerationRequest, ProviderInfo, Usage
 
@@ -31,24 +29,21 @@ _UNSAFE = re.compile(r"[^\w ,.?'-]")
 _SENTENCE_TOKENS = tuple(tuple(_TOKEN.findall(" " + sentence)) for sentence in _SENTENCES)
 
 
-def _topic(request: GenerationRequest) -> str:
-    topic = str(request.hints.get("topic", "the topic")).strip().splitlines()[0][:60]
-    return _UNSAFE.sub("", topic) or "the topic"
+def safe_topic(text: str) -> str:
+    """The first line of a learner's text, cut to 60 characters of plain words (for scripted output)."""
+    lines = str(text).strip().splitlines()
+    return _UNSAFE.sub("", lines[0][:60] if lines else "") or "the topic"
 
 
 def scripted_text(request: GenerationRequest) -> list[str]:
-    """The tokens the scripted provider sends for ``request`` (deterministic)."""
-    topic = _topic(request)
-    if request.block_type == "quiz":
-        return _PIECE.findall(json.dumps(_quiz(topic, int(request.hints.get("num_questions", 3)))))
-    if request.block_type == "diagram":
-        source = (
-            "flowchart TD\n"
-            f"    A[{topic}] --> B[First idea]\n"
-            "    B -->|leads to| C[Second idea]\n"
-            "    C --> D[Summary]\n"
-        )
-        return _PIECE.findall(source)
+    """The tokens the scripted provider sends for ``request`` (deterministic).
+
+    A block that defines scripted output of its own shape (quiz JSON, Mermaid) passes it as
+    the ``scripted_text`` hint; any other block gets Markdown sentences up to ``max_tokens``."""
+    shaped = request.hints.get("scripted_text")
+    if isinstance(shaped, str):
+        return _PIECE.findall(shaped)
+    topic = safe_topic(str(request.hints.get("topic", "the topic")))
     lead = "Explained simply" if request.block_type == "explain_eli10" else "About"
     tokens = _TOKEN.findall(f"{lead} *{topic}*:")
     i = 0
@@ -56,20 +51,6 @@ def scripted_text(request: GenerationRequest) -> list[str]:
         tokens.extend(_SENTENCE_TOKENS[i % len(_SENTENCE_TOKENS)])  # shared strings, not copies
         i += 1
     return tokens[: request.max_tokens]
-
-
-def _quiz(topic: str, n: int) -> dict[str, Any]:
-    return {
-        "questions": [
-            {
-                "question": f"Question {i + 1} about {topic}: which statement is true?",
-                "choices": [f"Statement {c} of question {i + 1}" for c in "ABCD"],
-                "answer_index": i % 4,
-                "explanation": f"Statement {'ABCD'[i % 4]} is the scripted correct answer.",
-            }
-            for i in range(n)
-        ]
-    }
 
 
 class ScriptedProvider:
@@ -100,7 +81,7 @@ class ScriptedProvider:
             self.cancelled += 1
             raise
         self.finished += 1
-        reason = "length" if request.block_type in ("ask_question", "explain_eli10") else "stop"
+        reason = "stop" if "scripted_text" in request.hints else "length"
         yield Delta(usage=Usage(prompt_tokens, len(tokens)), finish_reason=reason)
 
     async def ready(self) -> bool:

@@ -9,8 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quartapp.engine.blocks import BlockType
-from quartapp.engine.shapers import DiagramShaper, QuizShaper, TextShaper, make_shaper
+from quartapp import blocks
+from quartapp.blocks import ASK_QUESTION, EXPLAIN_ELI10, QUIZ
+from quartapp.blocks.diagram import DiagramShaper
+from quartapp.blocks.quiz import QuizShaper
+from quartapp.engine.blocks import Block, BlockRequest
+from quartapp.engine.shapers import TextShaper
 from quartapp.providers.base import ProviderBadOutput
 from tests.helpers import assert_valid_event
 
@@ -186,8 +190,12 @@ def test_diagram_reports_an_invalid_diagram_and_refuses_an_empty_one() -> None:
         shaper.finish()
 
 
-@pytest.mark.parametrize("block", [BlockType.ASK_QUESTION, BlockType.EXPLAIN_ELI10])
-def test_text_accumulates(block: BlockType) -> None:
+def make_shaper(block: Block) -> object:
+    return block.shaper(BlockRequest(block, "a topic", 64))
+
+
+@pytest.mark.parametrize("block", [ASK_QUESTION, EXPLAIN_ELI10])
+def test_text_accumulates(block: Block) -> None:
     shaper = make_shaper(block)
     assert isinstance(shaper, TextShaper)
     pieces = ["  Hello", ", ", "**world**", "!\n"]
@@ -195,16 +203,16 @@ def test_text_accumulates(block: BlockType) -> None:
     assert events == [("token", {"text": p, "tokens": i}) for i, p in enumerate(pieces, 1)]
     assert shaper.result().text == "".join(pieces)
     final = shaper.finish()
-    assert final.text == "Hello, **world**!" and final.block_type == block.value
+    assert final.text == "Hello, **world**!" and final.block_type == block.name
 
 
 def test_text_refuses_an_empty_answer() -> None:
-    shaper = make_shaper(BlockType.ASK_QUESTION)
+    shaper = ASK_QUESTION.shaper(BlockRequest(ASK_QUESTION, "a topic", 64))
     shaper.feed("  \n ", 2)
     with pytest.raises(ProviderBadOutput):
         shaper.finish()
 
 
 def test_make_shaper_picks_by_block() -> None:
-    assert isinstance(make_shaper(BlockType.QUIZ), QuizShaper)
-    assert isinstance(make_shaper(BlockType.DIAGRAM), DiagramShaper)
+    assert isinstance(make_shaper(QUIZ), QuizShaper)
+    assert isinstance(make_shaper(blocks.DIAGRAM), DiagramShaper)

@@ -1,0 +1,146 @@
+"""The quiz block: multiple-choice questions as JSON, one ``quiz.question`` event per question."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..engine.blocks import Block, BlockRequest, Shaper
+from ..engine.shapers import JSONItemsShaper
+from ..providers.base import GenerationRequest, Message, ProviderBadOutput
+from ..streams.events import BlockResult, QuizQuestion, QuizQuestionData
+
+log = logging.getLogger(__name__)
+
+#: Worst-case tokens one quiz question takes under the schema's length bounds
+#: (about 3 characters a token over ~650 characters of bounded strings and JSON).
+QUIZ_TOKENS_PER_QUESTION = 220
+#: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
+QUIZ_EXTRA_ATTEMPTS = 2
+
+SYSTEM_PROMPT = (
+    "You write multiple-choice quizzes for learners. Reply with JSON only, in the form "
+    '{"questions": [{"question": "...", "choices": ["...", "...", "...", "..."], "answer_index": 0, '
+    '"explanation": "..."}]}. Each question has exactly 4 different choices, answer_index is the '
+    "0-based index of the one correct choice, and the explanation is one short sentence."
+)
+
+
+class Quiz(BaseModel):
+    """The quiz block's final result, validated before it is sent in ``done``."""
+
+    model_config = ConfigDict(extra="forbid")
+    questions: list[QuizQuestion] = Field(min_length=1, max_length=10)
+
+
+def quiz_schema(num_questions: int) -> dict[str, Any]:
+    """JSON schema for constrained decoding: exact item count and bounded strings,
+    so a small model cannot run out of tokens mid-string or ramble."""
+    item = QuizQuestion.model_json_schema()
+    item.pop("title", None)
+    item.pop("description", None)
+    return {
+        "type": "object",
+        "properties": {
+            "questions": {"type": "array", "items": item, "minItems": num_questions, "maxItems": num_questions}
+        },
+        "required": ["questions"],
+        "additionalProperties": False,
+    }
+
+
+class QuizShaper(JSONItemsShaper):
+    """Quiz JSON: a ``quiz.question`` event the moment a question's closing brace arrives;
+    a question whose choices repeat, or that repeats an earlier one, is dropped."""
+
+    key, event_type, item_field, item_model = "questions", "quiz.question", "question", QuizQuestion
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    @property
+    def questions(self) -> list[QuizQuestion]:
+        return self.items
+
+    def accept(self, item: QuizQuestion) -> bool:
+        normalized = {c.strip().lower() for c in item.choices}
+        key = item.question.strip().lower()
+        if len(normalized) < 4 or key in self._seen:
+            log.info("quiz question dropped: repeated choices or question")
+            return False
+        self._seen.add(key)
+        return True
+
+    def make_result(self, final: bool) -> BlockResult:
+        if not final:
+            return BlockResult(block_type="quiz", text=self.text(), questions=list(self.items))
+        try:
+            quiz = Quiz(questions=self.items)
+        except ValidationError:
+            raise ProviderBadOutput("the quiz had no valid question") from None
+        return BlockResult(block_type="quiz", text=self.text(), questions=quiz.questions)
+
+
+def retry_request(request: BlockRequest, shaper: Shaper) -> GenerationRequest | None:
+    """A small model repeats itself: ask again for just the missing questions, different
+    from those already accepted (None when none is missing)."""
+    assert isinstance(shaper, QuizShaper)
+    missing = request.num_questions - len(shaper.questions)
+    if missing <= 0:
+        return None
+    log.info("quiz: %d question(s) missing, generating them again", missing)
+    shaper.next_attempt()
+    avoid = "\n".join(f"- {q.question}" for q in shaper.questions) or "- (none)"
+    content = (
+        f"Write {missing} more questions about this topic:\n<<<\n{request.input}\n>>>\n"
+        f"Do not repeat these questions:\n{avoid}"
+    )
+    return GenerationRequest(
+        messages=(Message("system", SYSTEM_PROMPT), Message("user", content)),
+        max_tokens=QUIZ_TOKENS_PER_QUESTION * missing + 16,
+        temperature=0.9,  # variety: the first attempt's questions must not come back
+        json_schema=quiz_schema(missing),
+        block_type="quiz",
+        hints={"num_questions": missing, "topic": request.input, "scripted_text": scripted_quiz(request, missing)},
+    )
+
+
+def scripted_quiz(request: BlockRequest, count: int | None = None) -> str:
+    """Quiz JSON that validates, for the scripted provider."""
+    from ..providers.scripted import safe_topic
+
+    topic, n = safe_topic(request.input), count or request.num_questions
+    return json.dumps(
+        {
+            "questions": [
+                {
+                    "question": f"Question {i + 1} about {topic}: which statement is true?",
+                    "choices": [f"Statement {c} of question {i + 1}" for c in "ABCD"],
+                    "answer_index": i % 4,
+                    "explanation": f"Statement {'ABCD'[i % 4]} is the scripted correct answer.",
+                }
+                for i in range(n)
+            ]
+        }
+    )
+
+
+QUIZ = Block(
+    name="quiz",
+    description="Multiple-choice questions on a topic, each sent the moment it is complete",
+    system_prompt=SYSTEM_PROMPT,
+    shaper=lambda request: QuizShaper(),
+    result_model=BlockResult,
+    events={"quiz.question": QuizQuestionData},
+    lead=lambda request: f"Write {request.num_questions} questions about this topic",
+    min_tokens=lambda request: QUIZ_TOKENS_PER_QUESTION * request.num_questions + 16,
+    temperature=0.4,
+    json_schema=lambda request: quiz_schema(request.num_questions),
+    retry=retry_request,
+    max_attempts=1 + QUIZ_EXTRA_ATTEMPTS,
+    scripted=scripted_quiz,
+)
