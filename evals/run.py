@@ -26,6 +26,7 @@ from quartapp.config import ROOT, load_settings
 from quartapp.engine import Engine
 from quartapp.providers import Provider, make_provider
 from quartapp.providers.base import Delta, GenerationRequest, ProviderInfo
+from quartapp.streams.events import BlockResult
 
 PROMPTS = Path(__file__).with_name("prompts.json")
 MERMAID_PARSE = ROOT / "frontend" / "scripts" / "mermaid-parse.mjs"
@@ -84,6 +85,7 @@ async def run_one(engine: Engine, timed: TimedProvider, block: str, prompt: str)
     first = timed.first_token_at
     tps = timed.tokens / (ended - first) if first and ended > first else None
     result = run.final or run.result()
+    assert isinstance(result, BlockResult)  # the built-in blocks' result model
     if last[0] != "done":
         return Outcome(prompt, False, first and first - started, tps, result.text, f"error: {last[1].get('code')}")
     questions = [q.model_dump() for q in result.questions or []]

@@ -139,7 +139,18 @@ class WebsocketConnection(ASGIWebsocketConnection):
     ("Task was destroyed but it is pending"; its ``finally`` blocks never run).
     """
 
+    #: Which paths get the fix (the extension's prefix); others run Quart's own code unchanged.
+    ours: Callable[[str], bool] = staticmethod(lambda path: True)
+
+    @classmethod
+    def scoped(cls, ours: Callable[[str], bool]) -> type[WebsocketConnection]:
+        """This class for the paths ``ours`` accepts only."""
+        return type(cls.__name__, (cls,), {"ours": staticmethod(ours)})
+
     async def __call__(self, receive: Any, send: Any) -> None:
+        if not self.ours(self.scope.get("path", "")):
+            await super().__call__(receive, send)
+            return
         websocket = self._create_websocket_from_scope(send)
         receiver = asyncio.ensure_future(self.handle_messages(receive))
         handler = asyncio.ensure_future(self.handle_websocket(websocket, send))

@@ -4,9 +4,9 @@ validated :class:`Settings` object.
 Every setting is declared once, in :class:`Settings`, with its default and a
 one-line meaning; ``.env.example`` is generated from these declarations (and a
 test checks the two agree). A bad value stops start-up with one line naming
-the variable, the value and what is allowed. Unknown keys in ``.env`` are an
-error too: a misspelt option must not pass silently (unlike Hypercorn's
-``Config.from_mapping``).
+the variable, the value and what is allowed. A host app's ``app.config`` comes
+first (keys with an ``AI_`` prefix, :func:`config_key`); keys that are not ours, in
+the config, the environment or ``.env``, are the host's business and are ignored.
 """
 
 from __future__ import annotations
@@ -246,23 +246,36 @@ def _describe_allowed(name: str) -> str:
     return kind + (" " + " and ".join(bounds) if bounds else "")
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ROOT / ".env", **overrides: Any
-) -> Settings:
-    """Read settings from ``environ`` (default ``os.environ``), then ``env_file``.
+def config_key(name: str) -> str:
+    """A setting's key in a host app's ``app.config``: its name with an ``AI_`` prefix (once:
+    ``AI_PROVIDER`` stays ``AI_PROVIDER``), so that ``PORT``, ``SECRET_KEY`` or ``REDIS_URL`` of
+    the host's own never mean ours. The environment and ``.env`` use the bare names."""
+    return name if name.startswith("AI_") else "AI_" + name
 
-    The environment wins over the file, as in python-decouple. ``overrides``
-    win over both (used by tests and the benchmark).
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ROOT / ".env",
+    config: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read every setting from ``config`` (a host app's ``app.config``, keys by
+    :func:`config_key`), then ``environ`` (default ``os.environ``), then ``env_file``, then
+    its default.
+
+    Keys that are not settings (a host's ``DATABASE_URL``) are ignored wherever they are;
+    a bad value of one of ours stops start-up with :class:`SettingsError`. ``overrides``
+    win over all (used by tests and the benchmark) and must name settings.
     """
     environ = os.environ if environ is None else environ
+    config = config or {}
     repository = RepositoryEnv(str(env_file)) if env_file and Path(env_file).is_file() else RepositoryEmpty()
-    if isinstance(repository, RepositoryEnv):
-        unknown = sorted(set(repository.data) - set(FIELDS))
-        if unknown:
-            raise SettingsError(f"{env_file}: unknown setting {unknown[0]} (see .env.example for the known ones)")
     raw: dict[str, Any] = {}
     for name in FIELDS:
-        if name in environ:
+        key = config_key(name)
+        if key in config:
+            raw[name] = config[key]
+        elif name in environ:
             raw[name] = environ[name]
         elif name in repository:
             raw[name] = repository[name]

@@ -1,6 +1,6 @@
 """Three fixes to Hypercorn 0.18 that long-lived streams (and hostile clients) need.
 
-Applied by :func:`install`, which ``quartapp.__main__.hypercorn_config`` calls:
+Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
 
 1. **A connection whose writes stay blocked is aborted.** A frozen reader (a

@@ -34,7 +34,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from quart import Quart, Response, g, request, websocket
+from quart import Blueprint, Quart, Response, g, request, websocket
 
 from .config import Settings
 
@@ -173,24 +173,32 @@ def _request_id(header: str | None) -> str:
     return header if header and _REQUEST_ID.match(header) else secrets.token_hex(8)
 
 
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_ENDPOINTS = frozenset({"ai.health.healthz", "ai.health.readyz", "ai.health.metrics"})
 
 
-def install_request_logging(app: Quart) -> None:
-    """Bind a request id to every line logged for a request; log one line per request."""
+def install_request_logging(target: Quart | Blueprint) -> None:
+    """Bind a request id to every line logged for a request; log one line per request.
+
+    Idempotent per request: the standalone app installs it app-wide (so an unrouted path is
+    logged too) and the extension on its own blueprint; a request through both logs once."""
     access = structlog.get_logger("quartapp.access")
     levels = logging.getLogger("quartapp.access")  # asked first: no fields built for a line nobody logs
 
-    @app.before_request
+    @target.before_request
     async def _bind_request() -> None:
+        if g.get("request_id") is not None:
+            return
         structlog.contextvars.clear_contextvars()
         request_id = _request_id(request.headers.get("X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         g.request_id = request_id
         g.started = time.perf_counter()
 
-    @app.after_request
+    @target.after_request
     async def _log_request(response: Response) -> Response:
+        if g.get("request_logged"):
+            return response
+        g.request_logged = True
         request_id = g.get("request_id")
         if request_id is None:  # a before_request hook ahead of ours answered
             request_id = _request_id(request.headers.get("X-Request-ID"))
@@ -212,13 +220,13 @@ def install_request_logging(app: Quart) -> None:
             fields["error_code"] = code
         if response.status_code >= 500:
             access.warning("request failed", **fields)  # the cause, if ours, is logged as an error
-        elif response.status_code >= 400 or request.path not in QUIET_PATHS:
+        elif response.status_code >= 400 or request.endpoint not in QUIET_ENDPOINTS:
             access.info("request" if response.status_code < 400 else "request rejected", **fields)
         else:
             access.debug("request", **fields)
         return response
 
-    @app.before_websocket
+    @target.before_websocket
     async def _bind_websocket() -> None:
         structlog.contextvars.clear_contextvars()
         request_id = _request_id(websocket.headers.get("X-Request-ID"))

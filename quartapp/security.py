@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from quart import Quart, Response, current_app, request
+from quart import Blueprint, Response, current_app, request
 from werkzeug.datastructures import Headers
 
 from .config import Settings, normalize_origin
@@ -101,8 +101,10 @@ CORS_HEADERS = "Content-Type, Authorization, Last-Event-ID"
 CORS_EXPOSE = "Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 
-def install(app: Quart, policy: OriginPolicy) -> None:
-    @app.before_request
+def install(target: Blueprint, policy: OriginPolicy) -> None:
+    """The cross-site check and CORS, on the extension's blueprint: its routes only."""
+
+    @target.before_request
     async def _cross_site_check() -> None:
         if request.method == "OPTIONS":
             return  # a preflight carries no credentials and starts nothing; CORS answers it
@@ -112,7 +114,7 @@ def install(app: Quart, policy: OriginPolicy) -> None:
     if not policy.cors:
         return
 
-    @app.after_request
+    @target.after_request
     async def _cors(response: Response) -> Response:
         response.vary.add("Origin")
         raw = request.headers.get("Origin")

@@ -34,11 +34,12 @@ import pytest
 from hypercorn.asyncio import serve
 from quart import Quart
 
-from quartapp.__main__ import hypercorn_config, services_of
-from quartapp.app import Services, create_app
+from quartapp.app import create_app
 from quartapp.config import FIELDS, ROOT, Settings, load_settings
 from quartapp.providers import Provider
 from quartapp.providers.scripted import ScriptedProvider
+from quartapp.serve import hypercorn_config
+from quartapp.state import Services, services_of
 from quartapp.streams.log import StreamLog
 from quartapp.streams.manager import StreamManager
 from tests.helpers import TEST_API_KEY
@@ -105,8 +106,7 @@ class Server:
 
     @property
     def services(self) -> Services:
-        services: Services = self.app.extensions["quartapp"]
-        return services
+        return services_of(self.app)
 
     @property
     def manager(self) -> StreamManager:
@@ -130,14 +130,21 @@ class Server:
 
 
 async def start_server(
-    settings: Settings, provider: Provider | None = None, stream_log: StreamLog | None = None
+    settings: Settings,
+    provider: Provider | None = None,
+    stream_log: StreamLog | None = None,
+    *,
+    make_app: Callable[..., Quart] | None = None,
+    url_prefix: str = "",
 ) -> Server:
     """Serve ``create_app(settings, provider, stream_log)`` on a free loopback port; returns once
     /healthz answers. ``provider`` defaults to a ``ScriptedProvider`` at the settings' interval.
+    ``make_app`` builds another app (a host app with the extension at ``url_prefix``).
     Stop it with ``await server.stop()`` (as SIGTERM does: streams are told first, then Hypercorn)."""
     settings = settings.model_copy(update={"PORT": free_port()})
     provider = provider or ScriptedProvider(settings.SCRIPTED_TOKEN_INTERVAL_MS / 1000)
-    app = create_app(settings, provider=provider, stream_log=stream_log)
+    make_app = make_app or create_app
+    app = make_app(settings=settings, provider=provider, stream_log=stream_log)
     shutdown = asyncio.Event()
 
     async def shutdown_trigger() -> None:
@@ -155,7 +162,7 @@ async def start_server(
                 task.result()  # raises what stopped it (port taken, ...)
                 raise RuntimeError("the server stopped during start-up")
             with contextlib.suppress(httpx2.TransportError):
-                if (await client.get("/healthz")).status_code == 200:
+                if (await client.get(f"{url_prefix}/healthz")).status_code == 200:
                     return server
             if time.monotonic() > deadline:
                 await server.stop()

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from quartapp.__main__ import hypercorn_config, tune_gc
 from quartapp.config import (
     FIELDS,
     ROOT,
     Settings,
     SettingsError,
+    config_key,
     load_settings,
     render_env_example,
     render_settings_table,
 )
+from quartapp.serve import hypercorn_config, tune_gc
 
 
 def test_defaults_are_the_declared_ones() -> None:
@@ -128,14 +129,34 @@ def test_bad_value_in_env_file_is_reported_too(tmp_path: Path) -> None:
         load_settings(environ={}, env_file=env_file)
 
 
-def test_unknown_key_in_env_file_is_rejected(tmp_path: Path) -> None:
+def test_a_host_env_file_with_keys_of_its_own_is_fine(tmp_path: Path) -> None:
+    """A host app's ``.env`` holds its own keys (DATABASE_URL): they are not ours to refuse."""
     env_file = tmp_path / ".env"
-    env_file.write_text("AI_PROVIDER=scripted\nAI_PROVDER=local\n")
+    env_file.write_text("AI_PROVIDER=scripted\nDATABASE_URL=postgres://db/app\n")
+    assert load_settings(environ={}, env_file=env_file).AI_PROVIDER == "scripted"
+
+
+def test_app_config_comes_first_with_the_ai_prefix(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("MAX_TOKENS=100\nREDIS_URL=redis://from-env-file/0\n")
+    config = {
+        "AI_MAX_TOKENS": 50,  # app.config wins over the environment and .env
+        "AI_PROVIDER": "scripted",  # already prefixed: not AI_AI_PROVIDER
+        "REDIS_URL": "redis://the-hosts-own/1",  # the host's, not ours
+        "SECRET_KEY": "the host's session key",  # Quart's own, never ours
+        "DATABASE_URL": "postgres://db/app",
+    }
+    settings = load_settings(environ={"MAX_TOKENS": "70"}, env_file=env_file, config=config)
+    assert (settings.MAX_TOKENS, settings.AI_PROVIDER) == (50, "scripted")
+    assert settings.REDIS_URL == "redis://from-env-file/0" and settings.SECRET_KEY == ""
+    assert config_key("REDIS_URL") == "AI_REDIS_URL" and config_key("AI_PROVIDER") == "AI_PROVIDER"
+
+
+def test_a_bad_value_of_ours_in_app_config_stops_start_up() -> None:
     with pytest.raises(SettingsError) as raised:
-        load_settings(environ={}, env_file=env_file)
+        load_settings(environ={}, env_file=None, config={"AI_PORT": 70000})
     message = str(raised.value)
-    assert "AI_PROVDER" in message and "unknown setting" in message
-    assert "\n" not in message
+    assert message.startswith("PORT=70000 is not allowed: expected an integer") and "\n" not in message
 
 
 def test_unknown_override_is_a_settings_error() -> None:

@@ -1,26 +1,33 @@
-"""The HTTP and WebSocket surface: each blueprint translates requests into calls on the core."""
+"""The HTTP and WebSocket surface: each blueprint translates requests into calls on the core.
+
+:func:`make_blueprint` nests them under one blueprint, ``ai``, mounted at the extension's
+``url_prefix``: its request hooks and its error handler apply to these routes only.
+"""
 
 from __future__ import annotations
 
-from quart import Quart
+from quart import Blueprint
 
 from quartapp.config import Settings
 
+#: The parent blueprint's name: endpoints are ``ai.streams.start``, ``ai.ws.streams_socket``, ...
+NAME = "ai"
 
-def register_blueprints(app: Quart, settings: Settings) -> None:
-    """Mount what the settings enable: SSE routes only with SSE, the socket only with WebSocket."""
+
+def make_blueprint(settings: Settings, url_prefix: str) -> Blueprint:
+    """The extension's routes for one app: SSE routes only with SSE, the sockets only with
+    WebSocket (``STREAMING_BACKEND``), health and metrics always."""
     from . import ai_blocks, health, streams
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(streams.bp)
-    app.register_blueprint(ai_blocks.bp)
+    parent = Blueprint(NAME, __name__, url_prefix=url_prefix or None)
+    parent.register_blueprint(health.bp)
+    parent.register_blueprint(streams.bp)
+    parent.register_blueprint(ai_blocks.bp)
     if settings.sse_enabled:
-        app.register_blueprint(streams.sse_bp)
-        app.register_blueprint(ai_blocks.sse_bp)
+        parent.register_blueprint(streams.sse_bp)
+        parent.register_blueprint(ai_blocks.sse_bp)
     if settings.websocket_enabled:
         from . import ws
 
-        app.register_blueprint(ws.bp)
-    from . import pages
-
-    app.register_blueprint(pages.make_blueprint(settings))
+        parent.register_blueprint(ws.bp)
+    return parent

@@ -5,11 +5,11 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from quartapp.app import services
-from quartapp.engine import BLOCK_TYPES, RunFailed
+from quartapp.engine import RunFailed
 from quartapp.errors import APIError, ErrorBody
 from quartapp.schemas import BlockBody, BlockResponse, OneShotQuery
 from quartapp.security import starts_generation
+from quartapp.state import services
 from quartapp.streams.events import parse_event_id
 from quartapp.streams.log import StreamInfo
 from quartapp.streams.manager import StreamNotFound
@@ -22,9 +22,10 @@ sse_bp = Blueprint("ai_blocks_sse", __name__, url_prefix="/api/stream/ai-block")
 
 
 def _known(block_type: str) -> None:
-    if block_type not in BLOCK_TYPES:
+    blocks = services().blocks
+    if block_type not in blocks:
         raise APIError(
-            404, "unknown_block_type", f"unknown block type; expected one of {', '.join(BLOCK_TYPES)}", "block_type"
+            404, "unknown_block_type", f"unknown block type; expected one of {', '.join(blocks)}", "block_type"
         )
 
 
@@ -49,7 +50,7 @@ async def complete(block_type: str, data: BlockBody) -> BlockResponse:
         await core.limits.release(lease)
     info = core.provider.info
     return BlockResponse(
-        result=done.result,
+        result=done.result.model_dump(exclude_none=True),  # type: ignore[arg-type]
         usage={"input_tokens": done.usage.input_tokens, "output_tokens": done.usage.output_tokens},  # type: ignore[arg-type]
         finish_reason=done.finish_reason,
         provider=info.name,

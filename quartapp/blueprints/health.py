@@ -6,8 +6,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 from quart_schema import validate_response
 
-from quartapp.app import services
 from quartapp.schemas import Health
+from quartapp.state import services
 
 bp = Blueprint("health", __name__)
 

@@ -13,12 +13,17 @@ from quartapp.identity import current_identity
 
 #: Vite's asset names (``name-hash.ext``, flat). Anything else is not ours: a 404 before the
 #: file system sees it (a 300-character name would be ENAMETOOLONG, a 500).
+#: Where the wheel puts the built page (pyproject.toml maps frontend/dist to quartapp.page).
+INSTALLED_PAGE = Path(__file__).resolve().parent.parent / "page"
+
 ASSET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
 
 
 def make_blueprint(settings: Settings) -> Blueprint:
     dist = Path(settings.FRONTEND_DIST)
     dist = dist if dist.is_absolute() else ROOT / dist
+    if not (dist / "index.html").is_file() and (INSTALLED_PAGE / "index.html").is_file():
+        dist = INSTALLED_PAGE  # an installed wheel carries the page inside the package
     bp = Blueprint("pages", __name__)
 
     @bp.get("/")

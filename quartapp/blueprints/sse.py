@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from quart import Response, request
 
-from quartapp.app import Services, services
+from quartapp.state import Services, services
 from quartapp.streams.events import parse_event_id
 from quartapp.streams.log import StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response

@@ -5,10 +5,10 @@ from __future__ import annotations
 from quart import Blueprint, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from quartapp.app import services
 from quartapp.errors import ErrorBody
 from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus
 from quartapp.security import cross_site_checked, starts_generation
+from quartapp.state import services
 from quartapp.streams.log import StreamInfo
 
 from .identity import owner_id
@@ -19,15 +19,16 @@ sse_bp = Blueprint("streams_sse", __name__, url_prefix="/api/streams")
 
 
 def created(info: StreamInfo) -> StreamCreated:
-    settings = services().settings
+    core = services()
+    settings = core.settings
     return StreamCreated(
         stream_id=info.stream_id,
         block_type=info.block_type,
         status=info.status,
-        events_url=url_for("streams_sse.events", stream_id=info.stream_id) if settings.sse_enabled else None,
-        status_url=url_for("streams.status", stream_id=info.stream_id),
-        stop_url=url_for("streams.stop", stream_id=info.stream_id),
-        websocket_url="/ws/streams" if settings.websocket_enabled else None,
+        events_url=url_for("ai.streams_sse.events", stream_id=info.stream_id) if settings.sse_enabled else None,
+        status_url=url_for("ai.streams.status", stream_id=info.stream_id),
+        stop_url=url_for("ai.streams.stop", stream_id=info.stream_id),
+        websocket_url=core.url_prefix + "/ws/streams" if settings.websocket_enabled else None,
     )
 
 

@@ -31,12 +31,9 @@ from quart_rate_limiter import RateLimitExceeded
 from quart_schema.conversion import model_load
 from quart_schema.mixins import SchemaValidationError
 
-from quartapp.app import Services, services
 from quartapp.asgi import SendWatch
-from quartapp.engine import InputError, StreamingDisabled
-from quartapp.errors import APIError, strict_json_loads
+from quartapp.errors import APIError, strict_json_loads, to_api_error
 from quartapp.identity import new_session_headers
-from quartapp.limits import LimitExceeded
 from quartapp.schemas import (
     OneShotQuery,
     WsAccepted,
@@ -47,7 +44,7 @@ from quartapp.schemas import (
     WsStart,
     WsStop,
 )
-from quartapp.streams.log import LogUnavailable
+from quartapp.state import Services, services
 from quartapp.streams.manager import StreamNotFound
 
 from .ai_blocks import start_one_shot
@@ -252,22 +249,9 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
             )
             await core.limits.check_start_rate()
             info = await core.streams.start(block, sock.owner)
-        except InputError as exc:
-            await sock.reject(message.request_id, None, exc.code, exc.message, exc.field)
-            return True
-        except StreamingDisabled:
-            await sock.reject(message.request_id, None, "streaming_disabled", "streaming is off on this server")
-            return True
-        except RateLimitExceeded as exc:
-            await sock.reject(
-                message.request_id, None, "rate_limited", f"too many streams started; try again in {exc.retry_after} s"
-            )
-            return True
-        except LimitExceeded as exc:
-            await sock.reject(message.request_id, None, exc.code, exc.message)
-            return True
-        except LogUnavailable:
-            await sock.reject(message.request_id, None, "log_unavailable", "the stream log is unreachable; try again")
+        except (APIError, RateLimitExceeded) as exc:
+            error = to_api_error(exc)  # the same code and message as over HTTP
+            await sock.reject(message.request_id, None, error.code, error.message, error.field)
             return True
         await sock.reply(
             WsAccepted(type="accepted", request_id=message.request_id, stream_id=info.stream_id, action="start")
@@ -286,12 +270,8 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
             await sock.reply(
                 WsAccepted(type="accepted", request_id=message.request_id, stream_id=message.stream_id, action="stop")
             )
-    except StreamNotFound:
-        await sock.reject(message.request_id, message.stream_id, "stream_not_found", "no such stream", "stream_id")
-    except LogUnavailable:
-        await sock.reject(
-            message.request_id, message.stream_id, "log_unavailable", "the stream log is unreachable; try again"
-        )
+    except APIError as exc:  # stream_not_found, log_unavailable
+        await sock.reject(message.request_id, message.stream_id, exc.code, exc.message, exc.field)
     return True
 
 

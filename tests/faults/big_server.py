@@ -10,9 +10,9 @@ import asyncio
 import logging
 import os
 
-from quartapp.__main__ import hypercorn_config, serve_until_signal
 from quartapp.app import create_app
 from quartapp.config import load_settings
+from quartapp.serve import hypercorn_config, serve_until_signal
 from tests.faults.support import BigProvider
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from quartapp.engine.blocks import SYSTEM_PROMPTS, BlockType
+from quartapp.blocks import BUILTIN_BLOCKS, EXPLAIN_ELI10
 from tests.conftest import Server
 from tests.helpers import WSClient, assert_error, read_sse, terminal_of
 from tests.security.support import new_request_id, provider_called_for, recording, settings, start, start_body
@@ -68,7 +68,7 @@ INJECTIONS = [
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
-@pytest.mark.parametrize("block", [b.value for b in BlockType])
+@pytest.mark.parametrize("block", [b.name for b in BUILTIN_BLOCKS])
 async def test_user_text_reaches_the_model_only_as_user_content(srv: Server, block: str, text: str) -> None:
     request_id = new_request_id()
     async with srv.client(headers={"X-Request-ID": request_id}) as client:
@@ -81,7 +81,7 @@ async def test_user_text_reaches_the_model_only_as_user_content(srv: Server, blo
     for call in calls:
         messages = call.request.messages
         assert messages[0].role == "system"
-        assert messages[0].content == SYSTEM_PROMPTS[BlockType(block)]
+        assert messages[0].content == {b.name: b for b in BUILTIN_BLOCKS}[block].system_prompt
         assert text not in messages[0].content  # never in the system prompt
         assert all(m.role in ("system", "user") for m in messages)
         assert [m.role for m in messages].count("system") == 1
@@ -100,4 +100,4 @@ async def test_the_system_prompt_is_the_servers_constant(srv: Server) -> None:
         )
         assert terminal_of(read.events)["type"] == "done"
     (call,) = [c for c in recording(srv).calls if c.request_id == request_id]
-    assert call.request.messages[0].content == SYSTEM_PROMPTS[BlockType.EXPLAIN_ELI10]
+    assert call.request.messages[0].content == EXPLAIN_ELI10.system_prompt

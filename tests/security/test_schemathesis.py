@@ -25,9 +25,11 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from quartapp.app import create_app
-from quartapp.engine import BLOCK_TYPES
+from quartapp.blocks import BUILTIN_BLOCKS
 from tests.security.support import RecordingProvider
 from tests.security.support import settings as make_settings
+
+BLOCK_TYPES = tuple(b.name for b in BUILTIN_BLOCKS)
 
 EXAMPLES = 200  # per operation and mode: 400 per operation
 

@@ -1,0 +1,114 @@
+"""Serve an app with Hypercorn, configured for long streams: ``hypercorn_config`` (public: a
+host app's own start uses it too), garbage-collector tuning, and the signal handling that
+tells every stream before Hypercorn closes connections. ``python -m quartapp`` runs :func:`main`."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from quart import Quart
+
+from . import hypercorn_fixes
+from .config import Settings, SettingsError, load_settings
+from .logging import configure_logging
+from .state import services_of
+
+
+def hypercorn_config(settings: Settings | None = None, config: Config | None = None) -> Config:
+    """Hypercorn's options for long streams, set on ``config`` (default a new one) from the
+    settings (default the environment and ``.env``); its defaults break long streams.
+
+    The equivalent on Hypercorn's command line is ``hypercorn --config
+    python:quartapp.hypercorn_conf app:app`` (see that module), which also applies the fixes."""
+    settings = settings or load_settings()
+    config = config or Config()
+    host = f"[{settings.HOST}]" if ":" in settings.HOST else settings.HOST
+    config.bind = [f"{host}:{settings.PORT}"]
+    config.backlog = settings.BACKLOG  # default 100 overflows on connection bursts
+    config.graceful_timeout = settings.GRACEFUL_TIMEOUT_S
+    config.keep_alive_timeout = 75  # above common load balancer idle timeouts (60 s)
+    config.websocket_max_message_size = settings.WS_MAX_MESSAGE_BYTES
+    # No Hypercorn pings: its ping task sleeps 20 s before it sees a closed socket, which holds
+    # every shutdown for the whole graceful timeout. Vanished readers are found by the send
+    # timeout (quartapp/asgi.py, blueprints/ws.py) instead.
+    config.websocket_ping_interval = None
+    config.read_timeout = None  # an SSE client sends nothing after its request: never time reads
+    # Hypercorn's access log is off: its lines carry query strings (the one-shot route's question);
+    # the app logs each request itself (quartapp/logging.py). Its error log goes through structlog.
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    hypercorn_fixes.install(config, settings.SEND_TIMEOUT_S)  # frozen readers, idle EOF, lost WS disconnect
+    return config
+
+
+def tune_gc(settings: Settings) -> None:
+    """Collect garbage less often, and never rescan what the app built at startup.
+
+    Every open stream keeps a few hundred objects alive. With Python's defaults a server
+    holding thousands of streams runs a young collection every 700 allocations and a full
+    one each time the heap grows by a quarter, each walking every live object: under a
+    burst of new streams that was a fifth of the CPU and seconds of first-event delay
+    (bench/run.sh, S3). ``gc.freeze()`` moves the modules and the app out of the
+    collector's sight; a higher young threshold makes collections rarer (cycles live a
+    little longer). Reference counting frees everything else at once, as before.
+    """
+    if settings.GC_GEN0_THRESHOLD == 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(settings.GC_GEN0_THRESHOLD, older, oldest)
+
+
+async def serve_until_signal(app: Quart, config: Config) -> None:
+    """Serve until SIGTERM or SIGINT; then tell every stream first, then stop the server.
+
+    Hypercorn's own signal handling closes the listeners, waits up to the
+    graceful timeout for connections (open streams never finish by themselves),
+    cancels them, and only then runs the app's shutdown: readers would be cut
+    with no notice. Here readers get a ``shutdown`` event and the stream's end
+    before Hypercorn starts closing, so their responses finish cleanly.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    streams = services_of(app).streams
+    for name in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(signal, name), stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        await streams.shutdown()
+
+    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings=settings)
+    if not settings.SECRET_KEY:
+        logging.getLogger("quartapp").warning(
+            "SECRET_KEY is not set: sessions are signed with a random key, valid for this process only; "
+            "several instances must share one SECRET_KEY"
+        )
+    from .app import create_app
+
+    app = create_app(settings)
+    config = hypercorn_config(settings)
+    tune_gc(settings)
+    print(f"Serving on http://{settings.HOST}:{settings.PORT}/ (provider: {settings.AI_PROVIDER})", flush=True)
+    if settings.WORKER_CLASS == "uvloop":
+        import uvloop
+
+        uvloop.run(serve_until_signal(app, config))
+    else:
+        asyncio.run(serve_until_signal(app, config))
