@@ -94,8 +94,9 @@ def _envelope(event: str, payload: str) -> dict[str, Any]:
     }
 
 
-def build(blocks: BlockRegistry | None = None) -> dict[str, Any]:
-    """The document for ``blocks`` (default: the four built-in ones, the committed file)."""
+def build(blocks: BlockRegistry | None = None, url_prefix: str = "") -> dict[str, Any]:
+    """The document for ``blocks`` (default: the four built-in ones, the committed file), its
+    channel addresses under ``url_prefix`` (where the extension is mounted)."""
     if blocks is None:
         from .blocks import builtin_registry
 
@@ -133,21 +134,21 @@ def build(blocks: BlockRegistry | None = None) -> dict[str, Any]:
         },
         "channels": {
             "streamEvents": {
-                "address": "/api/streams/{streamId}/events",
+                "address": url_prefix + "/api/streams/{streamId}/events",
                 "description": "SSE: `id:` is the event id, `event:` its type, `data:` its data (one line of JSON).",
                 "parameters": stream_param,
                 "messages": event_refs,
                 "servers": [{"$ref": "#/servers/local"}],
             },
             "oneShotBlock": {
-                "address": "/api/stream/ai-block/{blockType}",
+                "address": url_prefix + "/api/stream/ai-block/{blockType}",
                 "description": "SSE: starts a block from the query (input, question or topic) and streams it.",
                 "parameters": {"blockType": {"enum": list(blocks.names)}},
                 "messages": event_refs,
                 "servers": [{"$ref": "#/servers/local"}],
             },
             "oneShotSocket": {
-                "address": "/ws/stream/ai-block/{blockType}",
+                "address": url_prefix + "/ws/stream/ai-block/{blockType}",
                 "description": "WebSocket: starts a block from the query (as oneShotBlock), sends its events as JSON "
                 "text frames (with `stream_id`), then closes 1000; 1013 for a reader that stopped reading.",
                 "parameters": {"blockType": {"enum": list(blocks.names)}},
@@ -155,7 +156,7 @@ def build(blocks: BlockRegistry | None = None) -> dict[str, Any]:
                 "servers": [{"$ref": "#/servers/local-ws"}],
             },
             "streamSocket": {
-                "address": "/ws/streams",
+                "address": url_prefix + "/ws/streams",
                 "description": "WebSocket: JSON text frames. Events carry `stream_id` besides the SSE envelope.",
                 "messages": {**event_refs, **client_refs, **reply_refs},
                 "servers": [{"$ref": "#/servers/local-ws"}],

@@ -246,31 +246,37 @@ SUBPROCESS_ENV = {
 }
 
 
-def spawn_server(log_dir: Path, **env_overrides: str) -> ProcessServer:
-    """Start ``python -m quartapp`` configured by environment variables; returns once /healthz answers."""
+def spawn_server(
+    log_dir: Path,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+    health_path: str = "/healthz",
+    **env_overrides: str,
+) -> ProcessServer:
+    """Start ``command`` (default ``python -m quartapp``) configured by environment variables;
+    returns once ``health_path`` answers."""
+    command = command or [sys.executable, "-m", "quartapp"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in FIELDS}
     env.update(SUBPROCESS_ENV, PORT=str(port), PYTHONUNBUFFERED="1")
     env.update(env_overrides)
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "quartapp"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     server = ProcessServer(process, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + 30
         with httpx2.Client(base_url=server.base_url, timeout=2.0) as client:
             while True:
                 if not server.alive():
-                    raise RuntimeError(f"python -m quartapp exited {process.returncode}:\n{server.log_text()}")
+                    raise RuntimeError(f"{command} exited {process.returncode}:\n{server.log_text()}")
                 try:
-                    if client.get("/healthz").status_code == 200:
+                    if client.get(health_path).status_code == 200:
                         return server
                 except httpx2.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"python -m quartapp did not answer within 30 s:\n{server.log_text()}")
+                    raise RuntimeError(f"{command} did not answer within 30 s:\n{server.log_text()}")
                 time.sleep(0.05)
     except BaseException:
         server.terminate()

@@ -17,10 +17,11 @@ NAME = "ai"
 def make_blueprint(settings: Settings, url_prefix: str) -> Blueprint:
     """The extension's routes for one app: SSE routes only with SSE, the sockets only with
     WebSocket (``STREAMING_BACKEND``), health and metrics always."""
-    from . import ai_blocks, health, streams
+    from . import ai_blocks, contract, health, streams
 
     parent = Blueprint(NAME, __name__, url_prefix=url_prefix or None)
     parent.register_blueprint(health.bp)
+    parent.register_blueprint(contract.bp)
     parent.register_blueprint(streams.bp)
     parent.register_blueprint(ai_blocks.bp)
     if settings.sse_enabled:

@@ -34,11 +34,15 @@ def _settings_for_module() -> SettingsFactory:
     return lambda **overrides: load_settings(environ={}, env_file=None, **{**TEST_SETTINGS, **overrides})
 
 
-def _validator() -> Any:
+def _document() -> dict[str, Any]:
     """The contract of the example's blocks (the built-ins and flashcards), as the extension publishes it."""
     registry = builtin_registry()
     registry.register(FLASHCARDS)
-    document = build(registry)
+    return build(registry, "/ai")
+
+
+def _validator() -> Any:
+    document = _document()
     resources = referencing.Registry().with_resource(  # type: ignore[call-arg]
         "urn:contract", referencing.Resource(contents=document, specification=DRAFT202012)
     )
@@ -110,3 +114,7 @@ async def test_the_built_in_blocks_serve_under_the_prefix(host: Server) -> None:
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_block_type"
         spec = (await client.get("/ai/openapi.json")).json()
         assert "/ai/api/streams" in spec["paths"] and "/signup" not in spec["paths"]
+        contract = (await client.get("/ai/asyncapi.json")).json()  # the host's block joins the contract
+        assert contract == json.loads(json.dumps(_document(), default=str))
+        assert contract["channels"]["streamEvents"]["address"] == "/ai/api/streams/{streamId}/events"
+        assert "event_flashcards_card" in contract["components"]["messages"]
