@@ -1,16 +1,19 @@
-"""Run the 20 evaluation prompts against the configured provider and print what came out.
+"""Run the evaluation prompts (15 per block) against the configured provider and judge what came out.
 
-    .venv/bin/python -m evals.run            # the provider the settings name (default: local)
+    .venv/bin/python -m evals.run [--out evals/results/FILE.json]   # the provider the settings name
     AI_PROVIDER=openai OPENAI_BASE_URL=... .venv/bin/python -m evals.run
 
-Per block: tokens/s, time to first token, quiz validity (it parses and every question
-validates) and completeness (all questions asked for), diagram parse rate (Mermaid's own parser, in Node), then every
-answer so a person can judge them. Prompts run one after another, so the figures are
-those of an idle model.
+Per block: tokens/s, time to first token, whether the output parses (quiz JSON validates,
+Mermaid's own parser in Node accepts the diagram) and whether it is **usable** by a learner
+(``evals/checks.py``: on topic, not the prompt echoed, the questions asked for with four short
+distinct choices, one connected diagram of labelled nodes about the topic), then every answer
+with what was wrong, so a person can judge them too. Prompts run one after another, so the
+figures are those of an idle model.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -22,6 +25,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evals.checks import check_diagram, check_quiz, check_text
 from quartapp.config import ROOT, load_settings
 from quartapp.engine import Engine
 from quartapp.providers import Provider, make_provider
@@ -70,6 +74,11 @@ class Outcome:
     text: str
     detail: str = ""
     questions: list[dict[str, object]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.ok and not self.problems
 
 
 async def run_one(engine: Engine, timed: TimedProvider, block: str, prompt: str) -> Outcome:
@@ -92,7 +101,14 @@ async def run_one(engine: Engine, timed: TimedProvider, block: str, prompt: str)
     short = (
         f"{len(questions)} of {NUM_QUESTIONS} questions" if block == "quiz" and len(questions) < NUM_QUESTIONS else ""
     )
-    return Outcome(prompt, True, first and first - started, tps, result.text, short, questions)
+    outcome = Outcome(prompt, True, first and first - started, tps, result.text, short, questions)
+    if block == "quiz":
+        outcome.problems = check_quiz(questions, NUM_QUESTIONS)
+    elif block == "diagram":
+        outcome.problems = check_diagram(result.text, prompt)
+    else:
+        outcome.problems = check_text(result.text, prompt, eli10=block == "explain_eli10")
+    return outcome
 
 
 def mermaid_parse(sources: list[str]) -> list[dict[str, object]]:
@@ -108,6 +124,10 @@ def _ms(values: list[float]) -> str:
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the evaluation prompts and judge the output")
+    parser.add_argument("--out", help="write the results (every answer and its problems) as JSON here")
+    parser.add_argument("--blocks", help="comma-separated block names to run (default: every block)")
+    args = parser.parse_args()
     settings = load_settings()
     inner = make_provider(settings)
     start = getattr(inner, "start", None)
@@ -116,35 +136,47 @@ async def main() -> None:
     timed = TimedProvider(inner)
     engine = Engine(settings, timed)
     prompts: dict[str, list[str]] = json.loads(PROMPTS.read_text())
+    if args.blocks:
+        prompts = {block: prompts[block] for block in args.blocks.split(",")}
     outcomes: dict[str, list[Outcome]] = {}
+    began = time.perf_counter()
     try:
         for block, items in prompts.items():
             outcomes[block] = [await run_one(engine, timed, block, p) for p in items]
     finally:
         await inner.aclose()
+    elapsed = time.perf_counter() - began
     diagrams = outcomes.get("diagram", [])
     parsed = mermaid_parse([o.text for o in diagrams]) if diagrams else []
     for outcome, check in zip(diagrams, parsed, strict=True):
         outcome.ok = outcome.ok and bool(check["valid"])
         outcome.detail = outcome.detail or str(check.get("error", ""))
     info = inner.info
-    print(f"# Evaluation: provider {info.name}, model {info.model}\n")
-    print("| block | prompts | tokens/s (median) | TTFT ms (median) | valid | complete |")
-    print("|---|---:|---:|---:|---|---|")
+    summary = []
+    print(f"# Evaluation: provider {info.name}, model {info.model}, {elapsed:.0f} s\n")
+    print("| block | prompts | tokens/s (median) | TTFT ms (median) | parses | usable |")
+    print("|---|---:|---:|---:|---:|---:|")
     for block, results in outcomes.items():
         tps = [o.tokens_per_s for o in results if o.tokens_per_s]
         ttft = [o.ttft_s for o in results if o.ttft_s is not None]
-        valid = sum(o.ok for o in results)
-        complete = sum(o.ok and not o.detail for o in results)
-        label = {"quiz": "parsed and validated", "diagram": "Mermaid parses"}.get(block, "answered")
+        row = {
+            "block": block,
+            "prompts": len(results),
+            "tokens_per_s_median": round(statistics.median(tps), 1) if tps else None,
+            "ttft_ms_median": round(statistics.median(ttft) * 1000) if ttft else None,
+            "parses": sum(o.ok for o in results),
+            "usable": sum(o.usable for o in results),
+        }
+        summary.append(row)
         print(
-            f"| {block} | {len(results)} | {statistics.median(tps) if tps else 0:.1f} | {_ms(ttft)} "
-            f"| {label} {valid}/{len(results)} | {complete}/{len(results)} |"
+            f"| {block} | {row['prompts']} | {row['tokens_per_s_median'] or 0} | {row['ttft_ms_median'] or '-'} "
+            f"| {row['parses']}/{len(results)} | {row['usable']}/{len(results)} |"
         )
     for block, results in outcomes.items():
         print(f"\n## {block}\n")
         for o in results:
-            print(f"### {o.prompt} ({'ok' if o.ok else 'NOT OK'}{': ' + o.detail if o.detail else ''})\n")
+            verdict = "usable" if o.usable else "NOT USABLE: " + "; ".join(o.problems or [o.detail or "failed"])
+            print(f"### {o.prompt} ({verdict})\n")
             if o.questions:
                 for q in o.questions:
                     answer = q["choices"][q["answer_index"]]  # type: ignore[index]
@@ -152,6 +184,28 @@ async def main() -> None:
             else:
                 print("```\n" + o.text.strip() + "\n```")
             print()
+    if args.out:
+        report = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python -m evals.run " + " ".join(sys.argv[1:]),
+            "provider": info.name,
+            "model": info.model,
+            "seconds": round(elapsed),
+            "summary": summary,
+            "outcomes": {
+                block: [
+                    {"prompt": o.prompt, "parses": o.ok, "usable": o.usable, "problems": o.problems, "text": o.text}
+                    for o in results
+                ]
+                for block, results in outcomes.items()
+            },
+        }
+        await asyncio.to_thread(_write_json, Path(args.out), report)
+
+
+def _write_json(path: Path, report: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ def _text_lead(request: BlockRequest) -> str:
     return "The topic"
 
 
+def _framed(lead: str, text: str) -> str:
+    """The learner's text set between delimiters, after what introduces it."""
+    return f"{lead}:\n<<<\n{text}\n>>>"
+
+
 @dataclass(frozen=True, slots=True)
 class Block:
     """One block type. Only ``name``, ``system_prompt`` and ``shaper`` are required."""
@@ -100,6 +105,10 @@ class Block:
     #: A further provider call after one ended (say, for quiz questions that were dropped), or None.
     retry: Callable[[BlockRequest, Shaper], GenerationRequest | None] | None = None
     max_attempts: int = 1
+    #: Worked examples, ``(input, output)`` pairs sent as earlier turns before the learner's input:
+    #: a small model copies a shape it has seen far better than one it was told. Keep their
+    #: topics far from any learner's, so the content is not copied too.
+    examples: tuple[tuple[str, str], ...] = ()
     #: Output of the right shape for the scripted provider (tests, demos); None: generic Markdown.
     scripted: Callable[[BlockRequest], str] | None = None
 
@@ -141,10 +150,17 @@ class Block:
             hints["interval_ms"] = request.scripted_interval_ms
         if self.scripted is not None:
             hints["scripted_text"] = self.scripted(request)
+        lead = self.lead(request)
+        shots = tuple(
+            message
+            for example, answer in self.examples
+            for message in (Message("user", _framed(lead, example)), Message("assistant", answer))
+        )
         return GenerationRequest(
             messages=(
                 Message("system", self.system_prompt),
-                Message("user", f"{self.lead(request)}:\n<<<\n{request.input}\n>>>"),
+                *shots,
+                Message("user", _framed(lead, request.input)),
             ),
             max_tokens=request.max_tokens,
             temperature=self.temperature,
