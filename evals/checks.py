@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from quartapp.blocks.diagram import EXAMPLES as DIAGRAM_EXAMPLES
 from quartapp.engine.mermaid import _EDGE, _NODE_LINE
 
 #: Words too common to show that an answer is about its topic.
@@ -80,8 +81,16 @@ STOPWORDS = frozenset(
 )
 #: Text the prompts put around the learner's input: an answer that repeats it echoed the prompt.
 PROMPT_MARKERS = ("<<<", ">>>", "The topic:", "The learner's question", "Write 3 questions", "Reply with")
-#: The example nodes of the diagram prompt; a diagram that reuses them copied the prompt.
-PROMPT_EXAMPLE_LABELS = frozenset({"sun", "light", "air"})
+#: The example nodes of the diagram prompt (the old one's and the worked example's); a diagram
+#: that reuses them copied the prompt.
+PROMPT_EXAMPLE_LABELS = frozenset(
+    {"sun", "light", "air", "first step", "second step", "third step"}
+    | {label.lower() for _, source in DIAGRAM_EXAMPLES for label in re.findall(r"\[([^\]]+)\]", source)}
+)
+#: A label ending on one of these was cut off ("The paper is then turned over and the").
+TRAILING_WORDS = frozenset(
+    {"a", "an", "the", "of", "to", "and", "or", "in", "into", "by", "from", "with", "for", "its", "their", "that"}
+)
 QUIZ_FIELDS = ("question", "choices", "answer_index", "explanation")
 MAX_CHOICE_WORDS = 8
 MAX_CHOICE_CHARS = 60
@@ -199,6 +208,9 @@ def check_diagram(source: str, topic: str) -> list[str]:
     copied = sorted({label for label in labelled.values() if label.lower() in PROMPT_EXAMPLE_LABELS})
     if len(copied) >= 2:
         problems.append(f"copies the prompt's example nodes {copied}")
+    cut = sorted(label for label in labelled.values() if label.split()[-1].lower() in TRAILING_WORDS)
+    if cut:
+        problems.append(f"labels that stop mid-phrase {cut}")
     for node_id in labels:  # A, B2, Rain, seedGrows; not ACBDACAB
         if len(node_id) > 12 or (len(node_id) > 3 and node_id.isupper()):
             problems.append(f"id {node_id!r} is not short and meaningful")

@@ -12,9 +12,23 @@ from ..streams.events import BlockResult, DiagramCheck, DiagramPartialData
 DIAGRAM_MAX_TOKENS = 400
 
 SYSTEM_PROMPT = (
-    "You draw Mermaid flowcharts that explain a topic. Reply with Mermaid source only, no prose and no "
-    "code fences: the first line is `flowchart TD`, then 3 to 8 lines like `A[Sun] --> B[Light]` or "
-    "`A -->|heats| B[Air]`."
+    "You draw Mermaid flowcharts that explain a topic step by step. Reply with Mermaid source only, no "
+    "prose and no code fences: the first line is `flowchart TD`, then 3 to 7 lines, each going on from "
+    "the node the line before ended on, like `A[First step] --> B[Second step]` then "
+    "`B -->|causes| C[Third step]`. Each label is a short phrase of 2 to 5 words about the topic, using its words."
+)
+
+#: One worked example, on a topic far from a school page's diagrams so its nodes are not copied:
+#: the model learns the chain, labels that name the topic's things, and short edge verbs.
+EXAMPLES = (
+    (
+        "How a bicycle moves",
+        "flowchart TD\n"
+        "    A[Rider pushes the bicycle pedals] -->|turn| B[Front gear turns]\n"
+        "    B -->|pulls| C[Bicycle chain moves]\n"
+        "    C -->|spins| D[Back wheel turns]\n"
+        "    D --> E[Bicycle rolls forward]\n",
+    ),
 )
 
 _FENCE = re.compile(r"^\s*```(?:mermaid)?\s*\n?|\n?```\s*$")
@@ -77,5 +91,6 @@ DIAGRAM = Block(
     default_max_tokens=DIAGRAM_MAX_TOKENS,
     temperature=0.3,
     grammar=MERMAID_GBNF,
+    examples=EXAMPLES,
     scripted=scripted_diagram,
 )

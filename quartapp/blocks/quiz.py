@@ -29,6 +29,52 @@ SYSTEM_PROMPT = (
 )
 
 
+#: Worked questions on a topic no school quiz shares; the example gives the first N of them, so
+#: the model sees the number it was asked for, short choices and answers in varied places.
+EXAMPLE_TOPIC = "Bicycles"
+EXAMPLE_QUESTIONS = (
+    (
+        "What do you push with your feet to make a bicycle move?",
+        ("The pedals", "The brakes", "The bell", "The seat"),
+        0,
+        "Pushing the pedals turns the chain, which turns the back wheel.",
+    ),
+    (
+        "What connects the pedals to the back wheel?",
+        ("A rope", "The chain", "The handlebars", "A spring"),
+        1,
+        "The chain carries the pedals' turning to the back wheel.",
+    ),
+    (
+        "Why do bicycle tyres have air in them?",
+        ("To look bigger", "To change colour", "To cushion bumps", "To make noise"),
+        2,
+        "Air in the tyres softens the bumps of the road.",
+    ),
+    (
+        "What do you use to slow a bicycle down?",
+        ("The pedals", "The bell", "The gears", "The brakes"),
+        3,
+        "Brakes press on the wheels and slow them down.",
+    ),
+    (
+        "How many wheels does a bicycle have?",
+        ("One", "Two", "Three", "Four"),
+        1,
+        "Bi means two, so a bicycle has two wheels.",
+    ),
+)
+
+
+def quiz_examples(request: BlockRequest) -> tuple[tuple[str, str], ...]:
+    """One worked quiz with as many questions as the learner asked for (up to five)."""
+    questions = [
+        {"question": q, "choices": list(choices), "answer_index": answer, "explanation": why}
+        for q, choices, answer, why in EXAMPLE_QUESTIONS[: request.num_questions]
+    ]
+    return ((EXAMPLE_TOPIC, json.dumps({"questions": questions})),)
+
+
 class Quiz(BaseModel):
     """The quiz block's final result, validated before it is sent in ``done``."""
 
@@ -140,6 +186,7 @@ QUIZ = Block(
     min_tokens=lambda request: QUIZ_TOKENS_PER_QUESTION * request.num_questions + 16,
     temperature=0.4,
     json_schema=lambda request: quiz_schema(request.num_questions),
+    examples=quiz_examples,
     retry=retry_request,
     max_attempts=1 + QUIZ_EXTRA_ATTEMPTS,
     scripted=scripted_quiz,

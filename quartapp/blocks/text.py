@@ -16,6 +16,17 @@ ASK_QUESTION = Block(
     shaper=lambda request: TextShaper("ask_question"),
     result_model=BlockResult,
     lead=lambda request: "The learner's question",
+    # one worked answer on a topic no school page shares: a small model then answers in
+    # sentences instead of echoing the prompt's delimiters
+    examples=(
+        (
+            "How do rockets reach space?",
+            "Rockets reach space by pushing hot gas out of their engines very fast. Pushing the gas down "
+            "pushes the rocket up, as Newton's third law says. The engines burn fuel with oxygen the rocket "
+            "carries, because there is almost no air high up. To stay in orbit a rocket must reach about "
+            "28,000 km/h, so it drops its empty stages to become lighter as it climbs.",
+        ),
+    ),
     # a low temperature keeps small local models on topic; large ones lose little by it
     temperature=0.3,
 )
@@ -29,5 +40,13 @@ EXPLAIN_ELI10 = Block(
     ),
     shaper=lambda request: TextShaper("explain_eli10"),
     result_model=BlockResult,
+    examples=(
+        (
+            "Why cats purr",
+            "Cats purr by moving tiny muscles in their throat. The muscles open and close very fast. "
+            "Air going in and out makes a soft rumbling sound. It is a bit like a tiny motor humming. "
+            "Cats often purr when they feel safe and happy. Some cats also purr to calm themselves down.",
+        ),
+    ),
     temperature=0.3,
 )

@@ -66,6 +66,10 @@ class BlockDefinitionError(ValueError):
     """A block that cannot be registered (raised by ``register_block``, never on a request)."""
 
 
+#: Worked examples of a block: ``(input, output)`` pairs.
+Examples = tuple[tuple[str, str], ...]
+
+
 def _text_lead(request: BlockRequest) -> str:
     return "The topic"
 
@@ -98,6 +102,9 @@ class Block:
     #: The least a structured block needs to finish (clients cannot ask for less).
     min_tokens: Callable[[BlockRequest], int] | None = None
     temperature: float = 0.3
+    #: Nucleus sampling and llama.cpp's repeat penalty for this block (None: the provider's defaults).
+    top_p: float | None = None
+    repeat_penalty: float | None = None
     #: JSON schema the output must follow; providers that can constrain decoding do.
     json_schema: Callable[[BlockRequest], dict[str, Any]] | None = None
     #: GBNF grammar for output a JSON schema cannot describe; optional for providers to honour.
@@ -105,10 +112,11 @@ class Block:
     #: A further provider call after one ended (say, for quiz questions that were dropped), or None.
     retry: Callable[[BlockRequest, Shaper], GenerationRequest | None] | None = None
     max_attempts: int = 1
-    #: Worked examples, ``(input, output)`` pairs sent as earlier turns before the learner's input:
-    #: a small model copies a shape it has seen far better than one it was told. Keep their
-    #: topics far from any learner's, so the content is not copied too.
-    examples: tuple[tuple[str, str], ...] = ()
+    #: Worked examples, ``(input, output)`` pairs sent as earlier turns before the learner's input
+    #: (or a function of the request giving them, when the output depends on it, as a quiz's
+    #: number of questions does): a small model copies a shape it has seen far better than one
+    #: it was told. Keep their topics far from any learner's, so the content is not copied too.
+    examples: Examples | Callable[[BlockRequest], Examples] = ()
     #: Output of the right shape for the scripted provider (tests, demos); None: generic Markdown.
     scripted: Callable[[BlockRequest], str] | None = None
 
@@ -151,9 +159,10 @@ class Block:
         if self.scripted is not None:
             hints["scripted_text"] = self.scripted(request)
         lead = self.lead(request)
+        examples = self.examples(request) if callable(self.examples) else self.examples
         shots = tuple(
             message
-            for example, answer in self.examples
+            for example, answer in examples
             for message in (Message("user", _framed(lead, example)), Message("assistant", answer))
         )
         return GenerationRequest(
@@ -164,6 +173,8 @@ class Block:
             ),
             max_tokens=request.max_tokens,
             temperature=self.temperature,
+            top_p=self.top_p,
+            repeat_penalty=self.repeat_penalty,
             json_schema=self.json_schema(request) if self.json_schema is not None else None,
             grammar=self.grammar,
             block_type=self.name,

@@ -11,10 +11,11 @@ Labels keep to characters Mermaid accepts inside ``[]`` or ``||`` without quotes
 (letters, digits, single spaces and ``, . ' ? ! -`` between words), so a small
 model cannot emit brackets, quotes, ``--`` or ``end`` in a place that breaks the
 parser. Both halves are built from the same constants below; the grammar is
-deliberately a little narrower than the check (node ids start with a capital
-letter, which rules out Mermaid's lower-case keywords such as ``end``, and are
-at most 8 characters; it writes edges only, one per line, indented four
-spaces), so anything the grammar lets through passes the check.
+deliberately much narrower than the check (one chain ``A --> B --> C`` of 4 to 8
+labelled nodes with single-letter ids, which rules out Mermaid's keywords such as
+``end``; edges only, one per line, indented four spaces), so anything the grammar
+lets through passes the check. The check stays broad for providers that cannot
+constrain decoding.
 
 A generation cut by its token budget ends mid-line; every complete line is
 still valid, so the caller trims the text after the last newline.
@@ -27,26 +28,42 @@ import re
 MIN_LINES = 2
 MAX_LINES = 12
 MAX_ID = 32
-#: The grammar's ids are shorter than the check allows: a small model fills long ids with noise.
-_GRAMMAR_MAX_ID = 8
 #: Labels are words of letters and digits joined by a space or a punctuation mark (and a space).
 _LABEL_WORDS = 8
 _WORD_LEN = 12
 MAX_LABEL = _LABEL_WORDS * (_WORD_LEN + 2)
-DIRECTIONS = ("TD", "LR")
 _HEADER_DIRECTIONS = ("TD", "TB", "LR", "RL", "BT")
 
+#: The grammar draws one chain of nodes ``A --> B --> C ...``: each line continues from the node
+#: the line before ended on, so the flowchart is connected, every node is labelled where it is
+#: declared, and ids are the conventional single letters (a small model left to choose ids
+#: wrote ``ACBDACAB``, and left to choose edges drew pairs that never met).
+CHAIN_IDS = "ABCDEFGH"
+MIN_NODES = 4
+MAX_NODES = len(CHAIN_IDS)
+#: Edge labels are a lower-case verb or two ("heats", "turns into"), not a second node label.
+_EDGE_LABEL_WORDS = 2
+
+
+def _chain_grammar() -> str:
+    steps = []
+    for k in range(1, MAX_NODES):  # line k: node k-1 to node k, so k + 1 nodes so far
+        src = f'"    {CHAIN_IDS[0]}[" label "]' if k == 1 else f'"    {CHAIN_IDS[k - 1]}'
+        rest = ""
+        if k + 1 < MAX_NODES:
+            rest = f" step{k + 1}" + ("?" if k + 1 >= MIN_NODES else "")
+        steps.append(f'step{k} ::= {src} -->" elab? " {CHAIN_IDS[k]}[" label "]\\n"{rest}')
+    return "\n".join(steps)
+
+
 MERMAID_GBNF = rf"""
-root  ::= "flowchart " dir "\n" line{{{MIN_LINES},{MAX_LINES}}}
-dir   ::= {" | ".join(f'"{d}"' for d in DIRECTIONS)}
-line  ::= "    " src " -->" elab? " " node "\n"
-src   ::= id | node
-node  ::= id "[" label "]"
-elab  ::= "|" label "|"
-id    ::= [A-Z] [A-Za-z0-9_]{{0,{_GRAMMAR_MAX_ID - 1}}}
-label ::= word (sep word){{0,{_LABEL_WORDS - 1}}} [.?!]?
-word  ::= [A-Za-z0-9]{{1,{_WORD_LEN}}}
-sep   ::= " " | [,.'?!-] " "?
+root  ::= "flowchart TD\n" step1
+{_chain_grammar()}
+elab  ::= "|" verb (" " verb){{0,{_EDGE_LABEL_WORDS - 1}}} "|"
+verb  ::= [a-z]{{2,{_WORD_LEN}}}
+label ::= word (sep word){{0,{_LABEL_WORDS - 1}}}
+word  ::= [A-Za-z] [a-z]{{0,{_WORD_LEN - 1}}} | [0-9]{{1,4}}
+sep   ::= " " | ", " | [-']
 """
 
 _ID = r"[A-Za-z][A-Za-z0-9_]*"

@@ -39,6 +39,11 @@ class GenerationRequest:
     messages: tuple[Message, ...]
     max_tokens: int
     temperature: float = 0.7
+    #: Nucleus sampling (None: the provider's default).
+    top_p: float | None = None
+    #: llama.cpp's penalty on recently used tokens (None: the provider's default); providers
+    #: without one ignore it (OpenAI's frequency penalty is a different scale).
+    repeat_penalty: float | None = None
     #: JSON schema the output must follow (the quiz); providers that can constrain decoding do.
     json_schema: dict[str, Any] | None = None
     #: A GBNF grammar for outputs JSON schema cannot describe (the Mermaid subset); optional to honour.

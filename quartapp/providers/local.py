@@ -96,9 +96,9 @@ def _body(request: GenerationRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "temperature": max(request.temperature, 0.0),
         "top_k": _TOP_K,
-        "top_p": _TOP_P,
+        "top_p": _TOP_P if request.top_p is None else request.top_p,
         "min_p": _MIN_P,
-        "repeat_penalty": _STRUCTURED_REPEAT_PENALTY if constrained else _REPEAT_PENALTY,
+        "repeat_penalty": request.repeat_penalty or (_STRUCTURED_REPEAT_PENALTY if constrained else _REPEAT_PENALTY),
     }
     if request.json_schema is not None:
         body["json_schema"] = request.json_schema  # llama.cpp's own converter: bounds and all

@@ -128,6 +128,7 @@ class OpenAIProvider:
             stream_options={"include_usage": True},
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            top_p=openai.omit if request.top_p is None else request.top_p,
             response_format=response_format,
         )
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from quartapp.engine.mermaid import MAX_LABEL, MAX_LINES, MERMAID_GBNF, MIN_LINES, check_mermaid
+from quartapp.engine.mermaid import (
+    CHAIN_IDS,
+    MAX_LABEL,
+    MAX_LINES,
+    MAX_NODES,
+    MERMAID_GBNF,
+    MIN_LINES,
+    MIN_NODES,
+    check_mermaid,
+)
 
 VALID = [
     "flowchart TD\n    A[Sun] --> B[Light]\n    B -->|warms| C[Air]\n",
@@ -68,7 +77,27 @@ def test_the_largest_output_the_grammar_allows_passes() -> None:
     assert check_mermaid("flowchart LR\n" + line * MAX_LINES) == (True, [])
 
 
-def test_grammar_is_built_from_the_same_bounds() -> None:
-    assert f"line{{{MIN_LINES},{MAX_LINES}}}" in MERMAID_GBNF
-    assert '"flowchart "' in MERMAID_GBNF
-    assert "root" in MERMAID_GBNF.split("::=")[0]
+def test_grammar_is_one_chain_of_labelled_nodes_from_the_same_bounds() -> None:
+    """Each step continues from the node the step before ended on; the first MIN_NODES are
+    required, the rest optional, and no step goes beyond MAX_NODES."""
+    rules = {
+        name.strip(): body for name, body in (line.split(" ::= ", 1) for line in MERMAID_GBNF.strip().splitlines())
+    }
+    assert rules["root"].strip() == '"flowchart TD\\n" step1'
+    for k in range(1, MAX_NODES):
+        src, dst = CHAIN_IDS[k - 1], CHAIN_IDS[k]
+        body = rules[f"step{k}"]
+        assert f'" {dst}[" label "]' in body
+        assert body.startswith(f'"    {src}[" label "]' if k == 1 else f'"    {src} -->"')
+        tail = body.rsplit('"', 1)[1].strip()
+        if k + 1 == MAX_NODES:
+            assert tail == ""
+        else:
+            assert tail == f"step{k + 1}" + ("?" if k + 1 >= MIN_NODES else "")
+
+
+def test_the_longest_chain_the_grammar_allows_passes() -> None:
+    label = " ".join(["Abcdefghijkl"] * 8)
+    lines = [f"    A[{label}] -->|abcdefghijkl abcdefghijkl| B[{label}]"]
+    lines += [f"    {CHAIN_IDS[k - 1]} -->|turns| {CHAIN_IDS[k]}[{label}]" for k in range(2, MAX_NODES)]
+    assert check_mermaid("flowchart TD\n" + "\n".join(lines) + "\n") == (True, [])

@@ -83,12 +83,14 @@ async def test_user_text_reaches_the_model_only_as_user_content(srv: Server, blo
         assert messages[0].role == "system"
         assert messages[0].content == {b.name: b for b in BUILTIN_BLOCKS}[block].system_prompt
         assert text not in messages[0].content  # never in the system prompt
-        assert all(m.role in ("system", "user") for m in messages)
         assert [m.role for m in messages].count("system") == 1
-        users = [m for m in messages if m.role == "user"]
-        assert len(users) == 1
+        # the worked examples are the server's own turns; the learner's text is only in the last
+        *examples, last = messages[1:]
+        assert last.role == "user"
+        assert [m.role for m in examples] == ["user", "assistant"] * (len(examples) // 2)
+        assert all(text.strip() not in m.content for m in examples)
         # delimited: the text sits between the server's markers, as data
-        assert f"<<<\n{text.strip()}\n>>>" in users[0].content
+        assert f"<<<\n{text.strip()}\n>>>" in last.content
 
 
 async def test_the_system_prompt_is_the_servers_constant(srv: Server) -> None:
