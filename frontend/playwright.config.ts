@@ -97,7 +97,7 @@ export default defineConfig({
       ...(process.env as Record<string, string>),
       AI_PROVIDER: 'local',
       LOG_LEVEL: 'WARNING',
-      MAX_TOKENS: '64',
+      MAX_TOKENS: '800',
       HOST: '127.0.0.1',
       PORT: localPort,
       FRONTEND_DIST: join(here, 'dist'),

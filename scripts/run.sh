@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (first run: ~4 min to compile llama.cpp) and serve the product:
+# Set up (about 30 s on a fresh machine, nothing compiled) and serve the product:
 # the local model answers, the learning page is at the printed URL.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 #: Worst-case tokens one quiz question takes under the schema's length bounds
 #: (about 3 characters a token over ~650 characters of bounded strings and JSON).
 QUIZ_TOKENS_PER_QUESTION = 220
+#: What constrained decoding lets into a choice: a short phrase (a letter or digit first, at
+#: most CHOICE_MAX_CHARS), without `{}[]":<>` or other markup.
+CHOICE_MAX_CHARS = 32
+CHOICE_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9 ,.'%/+-]{{0,{CHOICE_MAX_CHARS - 1}}}$"
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
 QUIZ_EXTRA_ATTEMPTS = 2
 
@@ -88,6 +92,10 @@ def quiz_schema(num_questions: int) -> dict[str, Any]:
     item = QuizQuestion.model_json_schema()
     item.pop("title", None)
     item.pop("description", None)
+    # Narrower than QuizQuestion validates: a choice is a short phrase, with none of the
+    # characters of JSON or markup (a small model otherwise writes `]}, {id:` or a paragraph
+    # into a choice). llama.cpp's converter takes the length from the pattern, not maxLength.
+    item["properties"]["choices"]["items"] = {"type": "string", "pattern": CHOICE_PATTERN}
     return {
         "type": "object",
         "properties": {
