@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from quartapp.blocks.quiz import CHOICE_PATTERN
+from quartapp.blocks.quiz import SYSTEM_PROMPT as QUIZ_PROMPT
+from quartapp.blocks.quiz import quiz_schema as block_quiz_schema
 from quartapp.config import load_settings
 from quartapp.engine.mermaid import MERMAID_GBNF, check_mermaid
 from quartapp.providers.base import (
@@ -255,6 +259,26 @@ async def test_mermaid_grammar_yields_parseable_lines(provider: LocalProvider) -
     if source.count("\n") >= 3:
         assert check_mermaid(source) == (True, [])
     assert source.startswith("flowchart ")
+
+
+async def test_the_quiz_blocks_schema_keeps_choices_short_phrases(provider: LocalProvider) -> None:
+    """At a high temperature too, every choice is a short phrase without JSON or markup."""
+    request = GenerationRequest(
+        messages=(
+            Message("system", QUIZ_PROMPT),
+            Message("user", "Write 2 questions about this topic:\n<<<\nMagnets\n>>>"),
+        ),
+        max_tokens=500,
+        temperature=1.0,
+        json_schema=block_quiz_schema(2),
+        block_type="quiz",
+    )
+    quiz = json.loads(text_of(await collect(provider.stream(request))))
+    choices = [c for q in quiz["questions"] for c in q["choices"]]
+    assert len(choices) == 8
+    for choice in choices:
+        assert re.fullmatch(CHOICE_PATTERN.strip("^$"), choice), choice
+        assert not set(choice) & set('{}[]":<>'), choice
 
 
 async def test_prompt_longer_than_the_context_is_a_provider_error(provider: LocalProvider) -> None:
