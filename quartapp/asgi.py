@@ -7,6 +7,10 @@ body generator: the generator is only resumed after the write finished. So
 the ``send`` callable is wrapped: a streamed body chunk that cannot be handed
 to the transport within ``SEND_TIMEOUT_S`` ends the response, Hypercorn closes
 the connection, and the producer goes on; the reader can resume later.
+
+Both layers also publish the connection's ASGI ``send`` (:data:`asgi_send`): a stream
+reader hands it to the log, and the producer writes each new event with it directly
+while the reader keeps up (``streams/log.py``, :class:`~quartapp.streams.log.Parked`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from quart.asgi import ASGIWebsocketConnection
@@ -24,6 +29,12 @@ log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Message = dict[str, Any]
 ASGIApp = Callable[..., Awaitable[None]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: The ASGI ``send`` of the connection being served, for our routes: the send-timeout
+#: guarded one of an HTTP response, the raw one of a WebSocket. The tasks Quart starts for
+#: a request or socket copy it with their context.
+asgi_send: ContextVar[Send | None] = ContextVar("asgi_send", default=None)
 
 
 class ReaderTooSlow(Exception):
@@ -37,25 +48,28 @@ class SendWatch:
     A chunk's send records when it started; the timer, armed at the first chunk, fires
     ``timeout`` later and either finds no send in flight (it is re-armed by the next
     chunk), a send younger than ``timeout`` (it re-arms for the rest), or one older:
-    that send's task is cancelled (a response's chunks are all sent by one task, so the
-    task looked up when the timer was armed is the sender). The per-chunk cost is two
-    attribute writes.
+    that send's task is cancelled. The sender is the reader's task: given, or the task of
+    the first chunk (a response's first chunk is always the reader's own). A producer
+    writing to the reader directly finishes its write within its step or hands the rest
+    to the reader's task, so a send that can be in flight when the timer fires is always
+    the reader's. The per-chunk cost is two attribute writes.
     """
 
     __slots__ = ("dropped", "loop", "sender", "started", "timeout", "timer")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, sender: asyncio.Task[Any] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
         self.started: float | None = None
-        self.sender: asyncio.Task[Any] | None = None
+        self.sender = sender
         self.timer: asyncio.TimerHandle | None = None
         self.dropped = False
 
     def begin(self) -> None:
         self.started = self.loop.time()
-        if self.timer is None:  # the sender is looked up when the timer is armed, not per chunk
-            self.sender = asyncio.current_task()
+        if self.timer is None:
+            if self.sender is None:
+                self.sender = asyncio.current_task()
             self.timer = self.loop.call_at(self.started + self.timeout, self._check)
 
     def end(self) -> None:
@@ -121,12 +135,14 @@ class SendTimeoutMiddleware:
             else:
                 await send(message)
 
+        token = asgi_send.set(guarded_send)
         try:
             await self.app(scope, receive, guarded_send)
         except ReaderTooSlow:
             return  # the response is abandoned; Hypercorn closes the connection
         finally:
             watch.close()
+            asgi_send.reset(token)
 
 
 class WebsocketConnection(ASGIWebsocketConnection):
@@ -151,6 +167,7 @@ class WebsocketConnection(ASGIWebsocketConnection):
         if not self.ours(self.scope.get("path", "")):
             await super().__call__(receive, send)
             return
+        asgi_send.set(send)  # this task's context: the handler's and its subscriptions' copies have it
         websocket = self._create_websocket_from_scope(send)
         receiver = asyncio.ensure_future(self.handle_messages(receive))
         handler = asyncio.ensure_future(self.handle_websocket(websocket, send))

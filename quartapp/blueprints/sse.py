@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import structlog
 from quart import Response, request
 
+from quartapp.asgi import asgi_send
 from quartapp.state import Services, services
-from quartapp.streams.events import parse_event_id
-from quartapp.streams.log import StreamInfo
+from quartapp.streams.events import Entry, parse_event_id
+from quartapp.streams.log import Deliver, StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
 
 log = structlog.get_logger(__name__)
@@ -33,11 +34,23 @@ def finished_and_caught_up(info: StreamInfo, cursor: str | None) -> bool:
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
     """The response body. It runs after the handler returns, outside the app context,
     so it gets the services passed in. Nothing is bound to the log context here: a bound
-    field costs every held stream a context of its own; the one line names its stream."""
+    field costs every held stream a context of its own; the one line names its stream.
+
+    What this generator yields, Quart sends; while the reader keeps up, the producer
+    writes each event itself with ``deliver`` (the response's ASGI send), in its own step."""
     reason, events = "client_gone", 0  # unless the stream ends first
+    send = asgi_send.get()
+    deliver: Deliver | None = None
+    if send is not None:
+
+        async def deliver(entry: Entry) -> None:
+            nonlocal events
+            events += 1
+            await send({"type": "http.response.body", "body": entry.sse, "more_body": True})
+
     try:
         yield retry_frame(core.settings.SSE_RETRY_MS)
-        async for batch in core.streams.follow(stream_id, cursor, owner):
+        async for batch in core.streams.follow(stream_id, cursor, owner, deliver):
             events += len(batch)
             if not batch:
                 yield HEARTBEAT

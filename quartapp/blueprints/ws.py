@@ -31,7 +31,7 @@ from quart_rate_limiter import RateLimitExceeded
 from quart_schema.conversion import model_load
 from quart_schema.mixins import SchemaValidationError
 
-from quartapp.asgi import SendWatch
+from quartapp.asgi import SendWatch, asgi_send
 from quartapp.errors import APIError, strict_json_loads, to_api_error
 from quartapp.identity import new_session_headers
 from quartapp.schemas import (
@@ -45,6 +45,8 @@ from quartapp.schemas import (
     WsStop,
 )
 from quartapp.state import Services, services
+from quartapp.streams.events import Entry
+from quartapp.streams.log import Deliver
 from quartapp.streams.manager import StreamNotFound
 
 from .ai_blocks import start_one_shot
@@ -114,10 +116,26 @@ class _Socket:
 async def _relay(core: Services, stream_id: str, after: str | None, owner: str) -> bool:
     """Send a stream's events on this socket until it ends. False when the reader stopped
     reading and was dropped (the stream goes on and can be resumed)."""
-    watch = SendWatch(core.settings.SEND_TIMEOUT_S)  # one lazy timer, not one per batch
+    # One lazy timer, not one per batch; the sender is this task, whoever starts a write.
+    watch = SendWatch(core.settings.SEND_TIMEOUT_S, asyncio.current_task())
+    send = asgi_send.get()
+    deliver: Deliver | None = None
+    if send is not None:  # frames go out as the ASGI message (Quart's send() also sleeps(0) per frame)
+
+        async def deliver(entry: Entry) -> None:
+            watch.begin()
+            try:
+                await send({"type": "websocket.send", "bytes": None, "text": entry.ws})
+            finally:
+                watch.end()
+
     try:
-        async with contextlib.aclosing(core.streams.follow(stream_id, after, owner)) as batches:
+        async with contextlib.aclosing(core.streams.follow(stream_id, after, owner, deliver)) as batches:
             async for batch in batches:
+                if deliver is not None:
+                    for entry in batch:
+                        await deliver(entry)
+                    continue
                 watch.begin()
                 for entry in batch:
                     await websocket.send(entry.ws)

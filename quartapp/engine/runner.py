@@ -20,13 +20,14 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Coroutine, Generator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from ..config import Settings
+from ..eager import Resumed, cancel_started, run_until_suspended
 from ..errors import APIError
 from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, ProviderTimeout, Usage
 from .blocks import BlockRegistry, BlockRequest, Event
@@ -103,62 +104,6 @@ class _QuietWatch:
         self.handle.cancel()
 
 
-def _start(step: Coroutine[Any, Any, Delta]) -> tuple[bool, Any, Any]:
-    """Run an ``anext()`` up to its first suspension: (True, result, None) when it finished
-    without waiting, (False, None, what it waits on) when it must wait."""
-    try:
-        waits_on = step.send(None)
-    except StopIteration as finished:
-        return True, finished.value, None
-    return False, None, waits_on
-
-
-class _Resumed:
-    """Await the rest of a coroutine :func:`_start` ran up to its first suspension.
-
-    It hands the task what the coroutine waits on and forwards whatever the task sends or
-    throws (a result, a cancellation) into it, as ``await`` would have done from the start.
-    """
-
-    __slots__ = ("_first", "_step")
-
-    def __init__(self, step: Coroutine[Any, Any, Delta], first: Any) -> None:
-        self._step, self._first = step, first
-
-    def __await__(self) -> Generator[Any, Any, Delta]:
-        step, waits_on = self._step, self._first
-        while True:
-            try:
-                sent = yield waits_on
-            except GeneratorExit:  # this awaitable is being closed (its task destroyed): close the call too
-                step.close()
-                raise
-            except BaseException as exc:  # forwarded, as await would
-                try:
-                    waits_on = step.throw(exc)
-                except StopIteration as finished:
-                    return finished.value  # type: ignore[no-any-return]
-                continue
-            try:
-                waits_on = step.send(sent)
-            except StopIteration as finished:
-                return finished.value  # type: ignore[no-any-return]
-
-
-async def _cancel(step: Coroutine[Any, Any, Delta]) -> None:
-    """Cancel a started ``anext()`` the way a task cancels it, so the provider's cleanup
-    (closing its HTTP response, stopping its thread) may still await."""
-    try:
-        waits_on = step.throw(asyncio.CancelledError())
-    except (StopIteration, StopAsyncIteration, asyncio.CancelledError):
-        return
-    except Exception:  # the provider failed while cleaning up: it is ending anyway
-        log.exception("provider cleanup failed")
-        return
-    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-        await _Resumed(step, waits_on)
-
-
 class Run:
     """One generation in progress: its events, and its result so far."""
 
@@ -223,7 +168,7 @@ class Run:
 
         The provider is iterated in the caller's task (the stream's producer): no pump task
         and no queue between them. Coalescing without a queue: each ``anext()`` is first run
-        up to its first suspension (:func:`_start`). Deltas the provider has ready without
+        up to its first suspension (:func:`~quartapp.eager.run_until_suspended`). Deltas the provider has ready without
         waiting are gathered (up to ``COALESCE_MAX_TOKENS``); the moment it would have to
         wait, what was gathered goes out as one event and only then does the run wait. So a
         slow provider's tokens go out one by one, a fast one's in batches, and none waits
@@ -246,14 +191,14 @@ class Run:
                     while True:
                         try:
                             step = receive()
-                            ready, delta, waits_on = _start(step)
+                            ready, delta, waits_on = run_until_suspended(step)
                             if not ready:
                                 if gathered:  # hand out what came meanwhile, then wait
                                     events, gathered, gathered_tokens = self._shape(gathered, taken), [], 0
                                     for event in events:
                                         yield event
                                 watch.waiting = clock()
-                                delta = await _Resumed(step, waits_on)
+                                delta = await Resumed(step, waits_on)
                                 watch.waiting = None
                             step = None
                         except StopAsyncIteration:
@@ -293,7 +238,7 @@ class Run:
                                     yield event
                 finally:
                     if step is not None:  # closed while an anext() waited: cancel it, let it clean up
-                        await _cancel(step)
+                        await cancel_started(step)
             if gathered:  # the provider ended (or failed) right after sending these
                 for event in self._shape(gathered, taken):
                     yield event

@@ -18,10 +18,11 @@ import contextlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..eager import Resumed, run_until_suspended
 from ..errors import APIError
 from .events import TERMINAL, Entry
 
@@ -75,6 +76,37 @@ class StreamInfo:
 
 
 StopHandler = Callable[[str], None]
+
+#: Writes one event to one reader's connection (an SSE chunk, a WebSocket frame).
+Deliver = Callable[[Entry], Coroutine[Any, Any, None]]
+
+
+class Parked:
+    """A reader waiting for its stream's next event, with a way to be written to directly.
+
+    While a reader is parked and caught up, each new event is written to it by the
+    producer, in the producer's own step (:meth:`MemoryStreamLog.park`): one task step per
+    token instead of the producer's and the reader's. The reader's task wakes only when
+    the park ends; the fields say why and where its cursor now is.
+    """
+
+    __slots__ = ("deliver", "delivered", "error", "future", "pending", "quiet", "terminal", "through")
+
+    def __init__(self, through: int, deliver: Deliver, future: asyncio.Future[None] | None) -> None:
+        self.deliver = deliver
+        self.future = future
+        self.through = through  # the newest seq the reader has (its cursor)
+        self.delivered = 0  # events written to it directly
+        self.pending: Awaitable[None] | None = None  # a write that had to wait: the reader awaits the rest
+        self.error: Exception | None = None  # a write that failed: the reader raises it in its own task
+        self.terminal = False  # the stream's last event was written
+        self.quiet = False  # ended by the heartbeat: nothing came for an interval
+
+    def end(self) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(None)
+        self.future = None
 
 
 class LogUnavailable(APIError):
@@ -145,6 +177,7 @@ class _MemoryStream:
         "info_fields",
         "last_seq",
         "loop",
+        "parked",
         "state",
         "stream_id",
         "taken_seq",
@@ -158,6 +191,7 @@ class _MemoryStream:
         self.entries: deque[Entry] = deque(maxlen=history)
         self.state = StreamState()
         self.waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
+        self.parked: list[Parked] = []  # caught-up readers the producer writes to directly
         self.info_fields = fields
         self.last_seq = 0
         self.taken_seq = 0  # the newest event a read has handed out: it and all before it are final
@@ -223,8 +257,38 @@ class MemoryStreamLog:
             stream.info_fields["ended_at"] = time.time()
             stream.expires_at = now + self._retention
             self._expiring.append((stream.expires_at, stream_id))
+        if stream.parked:
+            self._deliver(stream, entry)
         self._wake(stream)
         return entry
+
+    @staticmethod
+    def _deliver(stream: _MemoryStream, entry: Entry) -> None:
+        """Write ``entry`` to every parked reader, in this (the producer's) step. A write that
+        would wait or that fails ends that reader's park: its task finishes the write, or
+        raises the failure, and tails the log from its cursor again."""
+        stream.hand_out(entry.seq)  # taken: nothing merges into it any more
+        terminal = entry.type in TERMINAL
+        ended = False
+        for reader in stream.parked:
+            try:
+                step = reader.deliver(entry)
+                done, _, waits_on = run_until_suspended(step)
+            except Exception as exc:
+                reader.error = exc
+                reader.end()
+                ended = True
+                continue
+            reader.through = entry.seq
+            reader.delivered += 1
+            if not done:
+                reader.pending = Resumed(step, waits_on)
+            if not done or terminal:
+                reader.terminal = terminal
+                reader.end()
+                ended = True
+        if ended:
+            stream.parked = [reader for reader in stream.parked if reader.future is not None]
 
     @staticmethod
     def _wake(stream: _MemoryStream) -> None:
@@ -234,6 +298,15 @@ class MemoryStreamLog:
             for waiter in waiters:
                 if not waiter.done():  # a reader cancelled meanwhile
                     waiter.set_result(None)
+
+    @classmethod
+    def _release(cls, stream: _MemoryStream, quiet: bool = False) -> None:
+        """Wake every reader of ``stream``, parked ones too: a quiet interval, or the stream is gone."""
+        cls._wake(stream)
+        parked, stream.parked = stream.parked, []
+        for reader in parked:
+            reader.quiet = quiet
+            reader.end()
 
     async def _beat(self, interval: float) -> None:
         """Every quarter of ``interval``, wake the readers of every stream quiet for ``interval``:
@@ -245,7 +318,7 @@ class MemoryStreamLog:
             for stream in self._streams.values():
                 if stream.active_at <= quiet_since:
                     stream.active_at = now
-                    self._wake(stream)
+                    self._release(stream, quiet=True)
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]:
         stream = self._streams.get(stream_id)
@@ -282,6 +355,28 @@ class MemoryStreamLog:
             if self._streams.get(stream_id) is not stream:
                 return []  # dropped (expired, or the log closed) meanwhile
         return self._take(stream, after_seq, self._history)
+
+    async def park(self, stream_id: str, after_seq: int, deliver: Deliver, timeout: float) -> Parked:
+        """Wait, caught up at ``after_seq``, while the producer writes each new event to this
+        reader with ``deliver`` in its own step. Returns when that can no longer go on: the
+        stream ended or went quiet for ``timeout`` (a heartbeat is due), a write had to
+        wait or failed, the stream is gone, or events came before the reader parked."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.last_seq > after_seq:
+            return Parked(after_seq, deliver, None)  # gone, or read again first
+        stream.hand_out(after_seq)
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
+        future = stream.loop.create_future()
+        reader = Parked(after_seq, deliver, future)
+        stream.parked.append(reader)
+        try:
+            await future
+        finally:
+            if reader.future is not None:  # cancelled while parked: the producer must not write to it
+                reader.future = None
+                stream.parked = [other for other in stream.parked if other is not reader]
+        return reader
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         stream = self._streams.get(stream_id)
@@ -334,7 +429,7 @@ class MemoryStreamLog:
                 await self._heartbeat
             self._heartbeat = None
         for stream in self._streams.values():
-            self._wake(stream)  # waiting readers find their stream gone
+            self._release(stream)  # waiting readers find their stream gone
         self._streams.clear()
         self._epochs.clear()
         self._expiring.clear()
@@ -351,7 +446,7 @@ class MemoryStreamLog:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             self._epochs.pop(stream.epoch, None)
-            self._wake(stream)  # its readers find it gone
+            self._release(stream)  # its readers find it gone
 
     def __len__(self) -> int:
         return len(self._streams)

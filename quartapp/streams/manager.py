@@ -26,7 +26,7 @@ import contextvars
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -38,7 +38,7 @@ from ..errors import APIError
 from ..limits import Lease, Limits
 from ..metrics import Metrics
 from .events import TERMINAL, Entry, parse_event_id
-from .log import Fenced, LogUnavailable, StreamInfo, StreamLog
+from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
 
 #: How long a stop waits for a producer on another instance to log its end.
 STOP_WAIT_S = 5.0
@@ -106,6 +106,9 @@ class StreamManager:
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = Metrics(lambda: len(self._producers))
+        #: A log that can write events to this process's readers in the producer's step
+        #: (the memory log) has ``park``; readers of any other log tail it.
+        self._park: Callable[[str, int, Deliver, float], Awaitable[Parked]] | None = getattr(stream_log, "park", None)
         stream_log.on_stop_request(self._stop_requested)
 
     def _stop_requested(self, stream_id: str) -> None:
@@ -282,10 +285,15 @@ class StreamManager:
 
     # -- reading -----------------------------------------------------------
 
-    async def follow(self, stream_id: str, cursor: str | None, owner: str = "") -> AsyncGenerator[list[Entry], None]:
+    async def follow(
+        self, stream_id: str, cursor: str | None, owner: str = "", deliver: Deliver | None = None
+    ) -> AsyncGenerator[list[Entry], None]:
         """Yield batches of entries from ``cursor`` on; an empty batch means a quiet heartbeat interval.
 
-        Ends after the terminal event (``done`` or ``error``).
+        Ends after the terminal event (``done`` or ``error``). With ``deliver`` (how to write
+        one event to this reader) and a log that supports it, a reader that has caught up
+        is written to by the producer directly and this generator yields only what the
+        reader must send itself: a backlog, a replay, a heartbeat.
         """
         info = await self._owned(stream_id, owner)
         producer = self._producers.get(stream_id)
@@ -298,6 +306,7 @@ class StreamManager:
         grace = self.settings.STREAM_DETACH_GRACE_S
         touched = 0.0
         after = 0
+        park = self._park if deliver is not None and not remote else None
         try:
             after, first = await self._position(info, cursor)
             if cursor:
@@ -313,6 +322,21 @@ class StreamManager:
                     touched = time.monotonic()
                     await self.log.touch_reader(stream_id, grace + heartbeat)
                 entries = await self.log.read(stream_id, after, limit)
+                if not entries and park is not None:
+                    assert deliver is not None
+                    parked = await park(stream_id, after, deliver, heartbeat)
+                    after = parked.through
+                    if parked.pending is not None:
+                        await parked.pending  # a write that had to wait: finish it here
+                    if parked.error is not None:
+                        raise parked.error
+                    if parked.terminal:
+                        return
+                    if parked.quiet:
+                        yield []
+                    elif not parked.delivered and await self.log.info(stream_id) is None:
+                        return  # expired under us
+                    continue
                 if not entries:
                     entries = await self.log.wait(stream_id, after, heartbeat)
                     if not entries:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from quartapp.config import load_settings
+from quartapp.streams.events import Entry
 from quartapp.streams.log import Fenced, MemoryStreamLog, StreamLog
 from tests.helpers import assert_valid_event
 from tests.redis_server import RedisServer
@@ -303,3 +304,92 @@ async def test_memory_log_never_merges_into_an_event_a_cursor_or_snapshot_names(
         (3, "c"),
         (4, "d"),
     ]
+
+
+async def test_a_parked_reader_is_written_to_in_the_producers_own_step() -> None:
+    """While a reader keeps up, each event is written to it by the appending task, at once,
+    without waking the reader's task: one task step per token. Nothing merges into a
+    delivered token, and the terminal event ends the park with the cursor on it."""
+    log = MemoryStreamLog(history_size=100, retention_s=60, coalesce_max_tokens=32)
+    await log.create("s1", "", "ask_question")
+    written: list[tuple[int, asyncio.Task[object] | None]] = []
+
+    async def deliver(entry: Entry) -> None:
+        written.append((entry.seq, asyncio.current_task()))
+
+    reader = asyncio.create_task(log.park("s1", 0, deliver, 5.0))
+    await asyncio.sleep(0)
+    producer = asyncio.current_task()
+    for i in range(3):
+        await log.append("s1", "token", token(f"w{i}"))
+        assert written[-1] == (i + 1, producer)  # written during append, by the producer
+    assert not reader.done()  # the reader's task slept through all three
+    await log.append("s1", "done", done(text="w0w1w2"))
+    async with asyncio.timeout(1):
+        parked = await reader
+    assert (parked.through, parked.delivered, parked.terminal) == (4, 4, True)
+    assert [e.seq for e in await log.read("s1", 0, 10)] == [1, 2, 3, 4]  # three events, not merged
+
+
+async def test_a_write_that_must_wait_is_finished_by_the_reader_and_nothing_is_lost() -> None:
+    """A full socket buffer: the write that would block ends the park and the reader's task
+    awaits the rest of it; what came meanwhile is read from the log, once, in order."""
+    log = MemoryStreamLog(history_size=100, retention_s=60)
+    await log.create("s1", "", "ask_question")
+    unblocked = asyncio.Event()
+    sent: list[str] = []
+
+    async def deliver(entry: Entry) -> None:
+        if entry.seq == 2:
+            await unblocked.wait()
+        sent.append(str(entry.decoded()["text"]))
+
+    reader = asyncio.create_task(log.park("s1", 0, deliver, 5.0))
+    await asyncio.sleep(0)
+    await log.append("s1", "token", token("a"))
+    await log.append("s1", "token", token("b"))  # blocks: handed to the reader
+    await log.append("s1", "token", token("c"))  # the reader lags now: it is in the log only
+    async with asyncio.timeout(1):
+        parked = await reader
+    assert parked.pending is not None and parked.through == 2 and sent == ["a"]
+    unblocked.set()
+    await parked.pending
+    assert sent == ["a", "b"]
+    assert [e.decoded()["text"] for e in await log.read("s1", parked.through, 10)] == ["c"]
+
+
+async def test_a_failed_write_reaches_the_reader_and_a_cancelled_reader_is_not_written_to() -> None:
+    log = MemoryStreamLog(history_size=100, retention_s=60)
+    await log.create("s1", "", "ask_question")
+    calls = 0
+
+    async def broken(entry: Entry) -> None:
+        raise ConnectionResetError("gone")
+
+    async def counting(entry: Entry) -> None:
+        nonlocal calls
+        calls += 1
+
+    failing = asyncio.create_task(log.park("s1", 0, broken, 5.0))
+    leaving = asyncio.create_task(log.park("s1", 0, counting, 5.0))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    await log.append("s1", "token", token("a"))  # the producer goes on: the failure is the reader's
+    async with asyncio.timeout(1):
+        assert isinstance((await failing).error, ConnectionResetError)
+    assert leaving.cancelled() and calls == 0
+
+
+async def test_a_parked_reader_of_a_quiet_stream_wakes_for_its_heartbeat() -> None:
+    log = MemoryStreamLog(history_size=100, retention_s=60)
+    await log.create("s1", "", "ask_question")
+
+    async def deliver(entry: Entry) -> None:
+        raise AssertionError("nothing was appended")
+
+    started = time.monotonic()
+    async with asyncio.timeout(2):
+        parked = await log.park("s1", 0, deliver, 0.2)
+    assert parked.quiet and parked.delivered == 0 and 0.15 < time.monotonic() - started < 1.0
+    await log.close()
