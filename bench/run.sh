@@ -2,16 +2,20 @@
 # Benchmark the product beside its closest peers, in one run of the shared harness
 # (../shared/bench: client and server pinned to separate cores, fresh server per run),
 # so every figure is a ratio measured together. The scripted provider is used, so the
-# model is not what is measured; token events carry server timestamps (EVENT_TIMESTAMPS).
-#   bench/run.sh        everything below, about 6-7 minutes here
+# model is not what is measured. Like with like: in the harness the product sends one
+# token per event, as the peers do (COALESCE_MAX_TOKENS=1), and every count is what the
+# client received.
+#   bench/run.sh        everything below, about 20 minutes here
 #   bench/run.sh --scenarios S1,S2 --runs 1     the harness part only, with its options
 # 1. the harness: S1-S3 (SSE, S3 at 10,000 streams) and W1-W2 (WebSocket) for the product (asyncio
 #    and uvloop workers), quart+hypercorn (both workers) and raw-asgi+hypercorn;
-# 2. then the product's own scenarios, each beside the peers where it has one: tokens/s of one
-#    stream (bench/tokens.py), W1/W2 for the product (bench/ws.py), S2 lateness over token gaps
-#    (bench/lateness.py), resume of 2,000 missed events from the memory and Redis logs
-#    (bench/replay.py), added latency (bench/latency.py), and the local model (bench/local_model.py).
-# Writes bench/results/run-<stamp>.md (every table) and .json (the harness's raw results).
+# 2. then the product's own scenarios, each beside the peers where it has one: 1,000 streams on a
+#    model's clock (tokens every 20 and 10 ms) with server CPU per token (bench/model_clock.py),
+#    W1/W2 for the product (bench/ws.py), one stream with coalescing on (bench/tokens.py),
+#    resume of 2,000 missed events from the memory and Redis logs (bench/replay.py), added
+#    latency (bench/latency.py), and the local model (bench/local_model.py).
+# Writes bench/results/run-<stamp>.md (every table), .json (the harness's raw results) and
+# -model-clock.json; they are committed, so every figure in the README traces to a file.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${SHARED_BENCH:-$root/../shared/bench}"
@@ -25,7 +29,7 @@ if ! command -v redis-server >/dev/null; then  # for the Redis log's replay
 fi
 # Per-client limits off (the load comes from one address, anonymous) and request logs at warning
 # (the peers log nothing per request): the streaming path is what is measured.
-product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
+product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true COALESCE_MAX_TOKENS=1 MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
 product="$product STREAM_RETENTION_S=5 RATE_LIMIT= IP_RATE_LIMIT= MAX_CONCURRENT_STREAMS=0 LOG_LEVEL=WARNING"
 product="$product SECRET_KEY=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')"  # the run's own
 product_uvloop="$product WORKER_CLASS=uvloop PORT={port} $root/.venv/bin/python -m quartapp"
@@ -47,12 +51,12 @@ py="$root/.venv/bin/python"
 json=$(ls -t "$root"/bench/results/run-*.json | head -1)
 md="${json%.json}.md"
 section() { printf '\n## %s\n\n' "$1" >> "$md"; }
-section "Tokens per second of one stream (S1, W1; from the raw JSON)"
-"$py" -m bench.tokens "$json" >> "$md"
+section "1,000 streams on a model's clock, beside Quart and raw ASGI (bench/model_clock.py)"
+"$py" -m bench.model_clock --out "${json%.json}-model-clock.json" >> "$md"
 section "W1/W2 for the product (bench/ws.py: the shared driver cannot count its frames)"
 "$py" -m bench.ws >> "$md"
-section "S2 lateness over token gaps, beside Quart (bench/lateness.py)"
-"$py" -m bench.lateness >> "$md"
+section "One stream at interval 0 with coalescing on, the product alone (bench/tokens.py)"
+"$py" -m bench.tokens >> "$md"
 section "Resume of 2,000 missed events (bench/replay.py)"
 "$py" -m bench.replay >> "$md"
 section "Added latency, provider token to client (bench/latency.py)"

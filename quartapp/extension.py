@@ -34,13 +34,13 @@ from typing import Any
 
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, has_websocket_context, request, websocket
-from quart.asgi import ASGIWebsocketConnection
+from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from . import blueprints, security
-from .asgi import SendTimeoutMiddleware, WebsocketConnection
+from .asgi import HTTPConnection, SendTimeoutMiddleware, WebsocketConnection
 from .config import Settings, load_settings
 from .engine import Block, BlockRegistry, Engine
 from .errors import StrictJSON, json_bodies_only, register_error_handlers
@@ -227,6 +227,8 @@ class AIBlocks:
         if settings.PROXY_TRUSTED_HOPS:
             ours = ProxyFixMiddleware(ours, mode="legacy", trusted_hops=settings.PROXY_TRUSTED_HOPS)
         app.asgi_app = _PathScoped(inner, ours, prefix)  # type: ignore[method-assign,assignment]
+        if app.asgi_http_class is ASGIHTTPConnection:
+            app.asgi_http_class = HTTPConnection.scoped(_under(prefix))
         if app.asgi_websocket_class is ASGIWebsocketConnection:
             app.asgi_websocket_class = WebsocketConnection.scoped(_under(prefix))
 

@@ -184,11 +184,13 @@ class _MemoryStream:
         "waiters",
     )
 
-    def __init__(self, stream_id: str, epoch: str, history: int, fields: dict[str, Any]) -> None:
+    def __init__(self, stream_id: str, epoch: str, fields: dict[str, Any]) -> None:
         self.loop = asyncio.get_running_loop()  # looked up once: a reader parks a future per event
         self.stream_id = stream_id
         self.epoch = epoch
-        self.entries: deque[Entry] = deque(maxlen=history)
+        # A list while the stream is shorter than its history (most are: an empty deque
+        # costs 600 bytes), a bounded deque from the event that would overflow it.
+        self.entries: list[Entry] | deque[Entry] = []
         self.state = StreamState()
         self.waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
         self.parked: list[Parked] = []  # caught-up readers the producer writes to directly
@@ -232,7 +234,7 @@ class MemoryStreamLog:
         self._expire()
         epoch = secrets.token_hex(4)  # new log, new epoch: old cursors get a reset
         fields = {"owner": owner, "block_type": block_type, "created_at": time.time(), "ended_at": None}
-        self._streams[stream_id] = _MemoryStream(stream_id, epoch, self._history, fields)
+        self._streams[stream_id] = _MemoryStream(stream_id, epoch, fields)
         self._epochs[epoch] = stream_id
         info = await self.info(stream_id)
         assert info is not None
@@ -250,7 +252,10 @@ class MemoryStreamLog:
                 return last  # its readers were woken when it was appended
         stream.last_seq += 1
         entry = Entry(stream_id, stream.epoch, stream.last_seq, event_type, data)
-        stream.entries.append(entry)
+        entries = stream.entries
+        entries.append(entry)
+        if len(entries) > self._history and type(entries) is list:
+            stream.entries = deque(entries, maxlen=self._history)  # the oldest falls out
         stream.state.apply(event_type, data)
         stream.active_at = now = time.monotonic()
         if event_type in TERMINAL:

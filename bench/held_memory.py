@@ -1,0 +1,92 @@
+"""Where a held SSE stream's memory goes: tracemalloc in a real Hypercorn, by file and by line.
+
+The server runs in this process (the product's app on Hypercorn, as ``python -m quartapp``
+serves it, scripted provider, one token a second), the shared harness's load client in
+another. A snapshot is taken before ``N`` streams open and once all are held; the
+difference, divided by the streams held, is what one held stream costs in Python
+allocations (RSS, which the harness's S3 reports, adds the allocator's overhead).
+Usage: ``python -m bench.held_memory [N] [--top 25]`` (about 20 s; run from the checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import subprocess
+import time
+import tracemalloc
+from pathlib import Path
+
+from bench.latency import BENCH_ENV, PY, SHARED, free_port, wait_ready
+
+PATH = "/api/stream/ai-block/ask_question?input=bench&max_tokens=60&interval_ms=1000"
+
+
+def _short(filename: str) -> str:
+    return filename.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "").split("/lib/python3.11/")[-1]
+
+
+async def _measure(streams: int, top: int) -> None:
+    from hypercorn.asyncio import serve
+
+    from quartapp.app import create_app
+    from quartapp.config import load_settings
+    from quartapp.extension import services_of
+    from quartapp.serve import hypercorn_config
+
+    port = free_port()
+    options = {**BENCH_ENV, "AI_PROVIDER": "scripted", "COALESCE_MAX_TOKENS": "1", "STREAM_DETACH_GRACE_S": "5"}
+    settings = load_settings(environ={**options, "PORT": str(port)}, env_file=None)
+    app = create_app(settings)
+    manager = services_of(app).streams
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    await asyncio.to_thread(wait_ready, port)
+    url = f"http://127.0.0.1:{port}{PATH}"
+    load = [PY, str(SHARED / "sse_load.py"), "--url", url]
+    warm = await asyncio.create_subprocess_exec(*load, "-c", "5", "--duration", "3", stdout=subprocess.DEVNULL)
+    await warm.wait()
+    gc.collect()
+    tracemalloc.start(12)
+    base = tracemalloc.take_snapshot()
+    hold = ["-c", str(streams), "--ramp-s", "2", "--duration", "20"]
+    client = await asyncio.create_subprocess_exec(*load, *hold, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while manager.active < streams and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+    gc.collect()
+    held = manager.active
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    if client.returncode is None:
+        client.terminate()
+    await client.wait()
+    await manager.shutdown()
+    stop.set()
+    await serving
+    by_file = snapshot.compare_to(base, "filename")
+    total = sum(stat.size_diff for stat in by_file)
+    print(f"{held:,} streams held: {total / held / 1024:.1f} KB of Python allocations each\n")
+    print("| bytes per stream | blocks | file |\n|---:|---:|---|")
+    for stat in by_file[:top]:
+        print(f"| {stat.size_diff / held:,.0f} | {stat.count_diff / held:.1f} | {_short(stat.traceback[0].filename)} |")
+    print("\n| bytes per stream | blocks | line |\n|---:|---:|---|")
+    for stat in snapshot.compare_to(base, "lineno")[:top]:
+        frame = stat.traceback[0]
+        print(
+            f"| {stat.size_diff / held:,.0f} | {stat.count_diff / held:.1f} | {_short(frame.filename)}:{frame.lineno} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("streams", type=int, nargs="?", default=1000)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    asyncio.run(_measure(args.streams, args.top))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Many streams on a real model's clock: the product beside Quart and raw ASGI, in one run.
+
+1,000 streams x 50 tokens, tokens due every 20 ms and every 10 ms (what a 50-100 tokens/s
+model gives), one token per event for everyone (the product runs with
+``COALESCE_MAX_TOKENS=1``), client pinned to CPU 0 and server to CPU 1, a fresh server per
+run. Everything is counted from what the client received:
+
+- lateness over token-to-token gaps (gap minus the interval; the product's ``start`` event
+  is not a token, so the gap before the first token is not counted for anyone);
+- time to the first token, from the request;
+- server CPU per token received: the server process's user+system time over the run,
+  divided by the tokens the client got (the cost of the per-token path, all included);
+- tokens received and failed streams.
+
+Each figure is the median of ``--runs`` runs with the range beside it. ``BENCH_BEFORE=<dir>``
+adds the product from another checkout (an older commit) as ``product-before``.
+Usage: ``python -m bench.model_clock [--runs 3] [--out FILE.json]`` (about 4 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
+
+STREAMS, TOKENS = 1000, 50
+INTERVALS_MS = (20.0, 10.0)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _read(url: str, interval_ms: float) -> dict[str, Any]:
+    import aiohttp
+
+    sys.path.insert(0, str(SHARED))
+    from sse_load import SSEParser  # type: ignore[import-not-found]  # the harness's own parser
+
+    token_gaps: list[float] = []
+    first_token: list[float] = []
+    tokens = failed = 0
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        nonlocal tokens, failed
+        started = time.perf_counter()
+        last_token = None
+        parser = SSEParser()
+        try:
+            async with http.get(url, headers={"Accept": "text/event-stream"}) as response:
+                while chunk := await response.content.readany():
+                    now = time.perf_counter()
+                    for event_type, data, _id in parser.feed(chunk):
+                        if event_type not in (b"token", b"message"):
+                            continue  # the product's start and done
+                        # the product's token event says how many tokens it holds; a peer's is one
+                        tokens += json.loads(data)["tokens"] if b'"tokens"' in data else 1
+                        if last_token is None:
+                            first_token.append((now - started) * 1000)
+                        else:
+                            token_gaps.append((now - last_token) * 1000 - interval_ms)
+                        last_token = now
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            failed += 1
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        await asyncio.gather(*(one(http) for _ in range(STREAMS)))
+    return {
+        "late_p50_ms": _pct(token_gaps, 0.5),
+        "late_p99_ms": _pct(token_gaps, 0.99),
+        "first_token_p50_ms": _pct(first_token, 0.5),
+        "first_token_p99_ms": _pct(first_token, 0.99),
+        "tokens": tokens,
+        "failed": failed,
+    }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (Hypercorn's CLI
+    serves from a worker process it spawns)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        pending += [int(child) for child in children]
+    return total
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], port: int, path: str, interval_ms: float) -> dict[str, Any]:
+    pin = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 else []
+    server = subprocess.Popen([*pin, *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port)
+        time.sleep(1.0)
+        before = _cpu_s(server.pid)
+        client = [PY, "-m", "bench.model_clock", "--client", f"http://127.0.0.1:{port}{path}", str(interval_ms)]
+        pin0 = ["taskset", "-c", "0"] if pin else []
+        out = subprocess.run([*pin0, *client], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        result: dict[str, Any] = json.loads(out)
+        used = _cpu_s(server.pid) - before
+        result["server_cpu_us_per_token"] = used / result["tokens"] * 1e6 if result["tokens"] else float("nan")
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _peers() -> list[tuple[str, list[str], Path, dict[str, str], str]]:
+    """(name, argv with {port}, cwd, env, path with {interval})."""
+    product_env = {
+        **os.environ,
+        "AI_PROVIDER": "scripted",
+        "COALESCE_MAX_TOKENS": "1",
+        "MAX_TOKENS": "32768",
+        **BENCH_ENV,
+    }
+    product_path = "/api/stream/ai-block/ask_question?input=bench&max_tokens={n}&interval_ms={interval}"
+    peer_path = "/stream?n={n}&interval_ms={interval}"
+    hypercorn = [PY, "-m", "hypercorn", "--backlog", "4096", "-b", "127.0.0.1:{port}"]
+    uvloop = [*hypercorn, "-k", "uvloop"]
+    shared_peers = SHARED / "peers"
+    peers = [
+        ("product", [PY, "-m", "quartapp"], ROOT, product_env, product_path),
+        ("product-uvloop", [PY, "-m", "quartapp"], ROOT, {**product_env, "WORKER_CLASS": "uvloop"}, product_path),
+    ]
+    before = os.environ.get("BENCH_BEFORE")
+    if before:
+        older = Path(before).resolve()
+        peers.append(("product-before", [PY, "-m", "quartapp"], older, product_env, product_path))
+    peers += [
+        ("quart+hypercorn", [*hypercorn, "quart_app:app"], shared_peers, dict(os.environ), peer_path),
+        ("quart+hypercorn-uvloop", [*uvloop, "quart_app:app"], shared_peers, dict(os.environ), peer_path),
+        ("raw-asgi+hypercorn", [*hypercorn, "raw_asgi:app"], shared_peers, dict(os.environ), peer_path),
+    ]
+    return peers
+
+
+def _summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
+    values = [r[key] for r in runs]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _cell(summary: dict[str, float], digits: int = 0) -> str:
+    return f"{summary['median']:,.{digits}f} ({summary['min']:,.{digits}f}-{summary['max']:,.{digits}f})"
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--client":
+        print(json.dumps(asyncio.run(_read(sys.argv[2], float(sys.argv[3])))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    keys = ("late_p50_ms", "late_p99_ms", "first_token_p99_ms", "server_cpu_us_per_token", "tokens", "failed")
+    report: dict[str, Any] = {"streams": STREAMS, "tokens": TOKENS, "runs": args.runs, "results": {}}
+    for interval in INTERVALS_MS:
+        rows: dict[str, dict[str, Any]] = {}
+        for _ in range(args.runs):  # peers interleaved, so a noisy minute hits each of them once
+            for name, argv, cwd, env, path in _peers():
+                port = free_port()
+                argv = [a.replace("{port}", str(port)) for a in argv]
+                env = {**env, "PORT": str(port)}
+                url = path.format(n=TOKENS, interval=f"{interval:g}")
+                rows.setdefault(name, {"runs": []})["runs"].append(_run(argv, cwd, env, port, url, interval))
+        for row in rows.values():
+            row.update({key: _summary(row["runs"], key) for key in keys})
+        report["results"][f"{interval:g}ms"] = rows
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    for interval, rows in report["results"].items():
+        print(f"\n{STREAMS:,} streams x {TOKENS} tokens, one every {interval}: median (range) of {args.runs} runs\n")
+        print("| peer | late p50 ms | late p99 ms | first token p99 ms | server CPU us/token | tokens | failed |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, r in rows.items():
+            print(
+                f"| {name} | {_cell(r['late_p50_ms'], 1)} | {_cell(r['late_p99_ms'], 1)} "
+                f"| {_cell(r['first_token_p99_ms'])} | {_cell(r['server_cpu_us_per_token'])} "
+                f"| {_cell(r['tokens'])} | {_cell(r['failed'])} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
