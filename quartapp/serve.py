@@ -17,6 +17,7 @@ from quart import Quart
 from . import hypercorn_fixes
 from .config import Settings, SettingsError, load_settings
 from .logging import configure_logging
+from .providers.base import ProviderError
 from .state import services_of
 
 
@@ -75,6 +76,11 @@ async def serve_until_signal(app: Quart, config: Config) -> None:
     with no notice. Here readers get a ``shutdown`` event and the stream's end
     before Hypercorn starts closing, so their responses finish cleanly.
     """
+    # The provider first (the model loaded, or fetched from the hub): a start-up failure is then
+    # one ProviderError for main() to print, not a lifespan traceback. Its start is idempotent.
+    start = getattr(services_of(app).provider, "start", None)
+    if start is not None:
+        await start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     streams = services_of(app).streams
@@ -106,9 +112,13 @@ def main() -> None:
     config = hypercorn_config(settings)
     tune_gc(settings)
     print(f"Serving on http://{settings.HOST}:{settings.PORT}/ (provider: {settings.AI_PROVIDER})", flush=True)
-    if settings.WORKER_CLASS == "uvloop":
-        import uvloop
+    try:
+        if settings.WORKER_CLASS == "uvloop":
+            import uvloop
 
-        uvloop.run(serve_until_signal(app, config))
-    else:
-        asyncio.run(serve_until_signal(app, config))
+            uvloop.run(serve_until_signal(app, config))
+        else:
+            asyncio.run(serve_until_signal(app, config))
+    except ProviderError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

