@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
+from .sse import json_frame, json_of_frame
+
 
 class EventType(enum.StrEnum):
     """The events the core sends for every block; a block adds its own (``Block.events``:
@@ -200,7 +202,7 @@ class Entry:
     def json(self) -> bytes:
         if self._json is None:
             if self._sse is not None:  # the frame holds the JSON: slice it out again
-                self._json = self._sse[self._sse.index(b"\ndata: ") + 7 : -2]
+                self._json = json_of_frame(self._sse)
             else:
                 self._json = to_json(self.data)
                 self.data = None
@@ -213,12 +215,7 @@ class Entry:
         A ``reset`` has no ``id:`` line: EventSource then keeps the reader's cursor, so a
         connection lost before the ``snapshot`` after it resumes into both again."""
         if self._sse is None:
-            if self.type == "reset":
-                self._sse = b"event: reset\ndata: %s\n\n" % self.json
-            else:
-                self._sse = b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (
-                    self.epoch.encode(), self.seq, self.type.encode(), self.json
-                )  # fmt: skip
+            self._sse = json_frame(self.type, self.json, None if self.type == "reset" else f"{self.epoch}-{self.seq}")
             self._json = None  # kept inside the frame
         return self._sse
 

@@ -1,4 +1,5 @@
-"""Server-Sent Events framing per the WHATWG spec, and the response that carries it.
+"""Server-Sent Events framing per the WHATWG spec, and the response that carries it: the one
+framer of the product (:func:`json_frame` for every stream event, :func:`encode_sse` for any text).
 
 - One ``data:`` line per line of data (a bare ``\\n`` in data would otherwise
   end the field); ``\\r`` and ``\\n`` are refused in ``event`` and ``id``.
@@ -44,6 +45,21 @@ def encode_sse(data: str, *, event: str | None = None, id: str | None = None, re
     for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         lines.append(f"data: {line}")
     return ("\n".join(lines) + "\n\n").encode()
+
+
+def json_frame(event: str, data_json: bytes, id: str | None = None) -> bytes:
+    """The frame of an event whose data is compact JSON: what :func:`encode_sse` gives for it,
+    without its line splitting, since compact JSON holds no CR or LF (they are escaped).
+    ``event`` and ``id`` are ours (a registered event type, ``<epoch>-<seq>``): never CR or LF.
+    Built once per event and shared by every reader (``Entry.sse``)."""
+    if id is None:
+        return b"event: %s\ndata: %s\n\n" % (event.encode(), data_json)
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (id.encode(), event.encode(), data_json)
+
+
+def json_of_frame(frame: bytes) -> bytes:
+    """The JSON inside a :func:`json_frame` frame (its one ``data:`` line)."""
+    return frame[frame.index(b"data: ") + 6 : -2]
 
 
 def retry_frame(retry_ms: int) -> bytes:

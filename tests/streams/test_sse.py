@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quartapp.streams.events import Entry
-from quartapp.streams.sse import HEARTBEAT, SSE_HEADERS, encode_sse, retry_frame, sse_response
+from quartapp.streams.sse import (
+    HEARTBEAT,
+    SSE_HEADERS,
+    encode_sse,
+    json_frame,
+    json_of_frame,
+    retry_frame,
+    sse_response,
+)
 from tests.helpers import assert_valid_event
 
 
@@ -81,6 +89,16 @@ def test_any_text_round_trips(data: str, event: str, seq: int) -> None:
     [parsed] = parse(frame)
     assert parsed.data == data.replace("\r\n", "\n").replace("\r", "\n")
     assert (parsed.event, parsed.id) == (event, f"ab-{seq}")
+
+
+@given(data=st.dictionaries(st.text(max_size=8), _text, max_size=4), seq=st.integers(1, 10**9), reset=st.booleans())
+def test_the_json_framer_is_the_general_framer_for_json(data: dict[str, str], seq: int, reset: bool) -> None:
+    """The hot path's framer skips the line splitting; for compact JSON it must change nothing."""
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    event_id = None if reset else f"ab-{seq}"
+    frame = json_frame("token", payload, event_id)
+    assert frame == encode_sse(payload.decode(), event="token", id=event_id)
+    assert json_of_frame(frame) == payload
 
 
 @given(texts=st.lists(_text, min_size=1, max_size=5))
