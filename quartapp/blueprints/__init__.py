@@ -25,8 +25,11 @@ def make_blueprint(settings: Settings, url_prefix: str) -> Blueprint:
     parent.register_blueprint(streams.bp)
     parent.register_blueprint(ai_blocks.bp)
     if settings.sse_enabled:
+        from . import ai_sdk
+
         parent.register_blueprint(streams.sse_bp)
         parent.register_blueprint(ai_blocks.sse_bp)
+        parent.register_blueprint(ai_sdk.bp)
     if settings.websocket_enabled:
         from . import ws
 

@@ -21,7 +21,7 @@ bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai-block")
 sse_bp = Blueprint("ai_blocks_sse", __name__, url_prefix="/api/stream/ai-block")
 
 
-def _known(block_type: str) -> None:
+def require_block(block_type: str) -> None:
     blocks = services().blocks
     if block_type not in blocks:
         raise APIError(
@@ -36,7 +36,7 @@ def _known(block_type: str) -> None:
 @validate_response(ErrorBody, 422)
 async def complete(block_type: str, data: BlockBody) -> BlockResponse:
     """Generate the whole block and return it as one JSON body (works with streaming off)."""
-    _known(block_type)
+    require_block(block_type)
     core = services()
     block = core.engine.prepare(block_type, data.input, data.options.max_tokens, data.options.num_questions)
     lease = await core.limits.admit(owner_id())  # before the model is called
@@ -68,7 +68,7 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
     A reconnect carries ``Last-Event-ID``; its epoch names the stream, so the
     browser resumes the same answer instead of starting a new one.
     """
-    _known(block_type)
+    require_block(block_type)
     core = services()
     owner = owner_id()
     cursor = cursor_from_request(None)
@@ -91,7 +91,7 @@ async def one_shot(block_type: str, query_args: OneShotQuery) -> Response:
 
 async def start_one_shot(block_type: str, query: OneShotQuery, owner: str) -> StreamInfo:
     """Start the block a one-shot query asks for (the SSE route's and the socket's)."""
-    _known(block_type)
+    require_block(block_type)
     texts = [t for t in (query.input, query.question, query.topic) if t is not None]
     if len(texts) != 1:
         raise APIError(422, "input_required", "give the text as exactly one of input, question or topic", "input")

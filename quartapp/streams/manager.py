@@ -286,14 +286,21 @@ class StreamManager:
     # -- reading -----------------------------------------------------------
 
     async def follow(
-        self, stream_id: str, cursor: str | None, owner: str = "", deliver: Deliver | None = None
+        self,
+        stream_id: str,
+        cursor: str | None,
+        owner: str = "",
+        deliver: Deliver | None = None,
+        snapshot_first: bool = False,
     ) -> AsyncGenerator[list[Entry], None]:
         """Yield batches of entries from ``cursor`` on; an empty batch means a quiet heartbeat interval.
 
         Ends after the terminal event (``done`` or ``error``). With ``deliver`` (how to write
         one event to this reader) and a log that supports it, a reader that has caught up
         is written to by the producer directly and this generator yields only what the
-        reader must send itself: a backlog, a replay, a heartbeat.
+        reader must send itself: a backlog, a replay, a heartbeat. ``snapshot_first``: with no
+        cursor, start from one ``snapshot`` even when the stream is short (a client that
+        replaces what it had, such as the AI SDK's resume).
         """
         info = await self._owned(stream_id, owner)
         producer = self._producers.get(stream_id)
@@ -308,7 +315,10 @@ class StreamManager:
         after = 0
         park = self._park if deliver is not None and not remote else None
         try:
-            after, first = await self._position(info, cursor)
+            if snapshot_first and not cursor:
+                after, first = await self._snapshot(info, None)
+            else:
+                after, first = await self._position(info, cursor)
             if cursor:
                 self.metrics.resumes.labels(first[0].type if first else "replay").inc()
             if first:

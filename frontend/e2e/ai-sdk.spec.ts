@@ -1,0 +1,133 @@
+/**
+ * The Vercel AI SDK's own client (`ai` 5: DefaultChatTransport and readUIMessageStream, what
+ * `useChat` runs underneath) against the real server: no reading of its docs on our side.
+ * Node only (no page): the SDK parses our stream, builds the message, resumes it.
+ */
+import { expect, test, type APIRequestContext } from '@playwright/test';
+import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai';
+
+/** fetch with the session cookie kept (the resume must be the same owner) and our Origin. */
+function sessionFetch(base: string): typeof fetch {
+  let cookie = '';
+  return async (input, init) => {
+    const headers = new Headers(init?.headers);
+    if (cookie) headers.set('cookie', cookie);
+    headers.set('origin', base);
+    const response = await fetch(input, { ...init, headers });
+    const set = response.headers.get('set-cookie');
+    if (set) cookie = set.split(';')[0] ?? '';
+    return response;
+  };
+}
+
+function ask(text: string): UIMessage[] {
+  return [{ id: 'u1', role: 'user', parts: [{ type: 'text', text }] }];
+}
+
+async function finalMessage(stream: ReadableStream<UIMessageChunk>): Promise<UIMessage> {
+  let last: UIMessage | undefined;
+  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
+  if (!last) throw new Error('the stream held no message');
+  return last;
+}
+
+function textOf(message: UIMessage): string {
+  return message.parts.map((part) => (part.type === 'text' ? part.text : '')).join('');
+}
+
+/** Our block options, sent through the transport's `body`. */
+const options = { max_tokens: 60 };
+
+async function wholeAnswer(request: APIRequestContext, block: string, input: string): Promise<Record<string, unknown>> {
+  const response = await request.post(`/api/ai-block/${block}`, { data: { input, options } });
+  expect(response.status()).toBe(200);
+  return ((await response.json()) as { result: Record<string, unknown> }).result;
+}
+
+test('ai sdk: the chat transport streams an answer the SDK assembles, with our metadata', async ({ baseURL, request }) => {
+  const transport = new DefaultChatTransport<UIMessage>({
+    api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
+  });
+  const question = 'Why is the sky blue?';
+  const stream = await transport.sendMessages({
+    chatId: 'chat-answer', messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
+  });
+  const message = await finalMessage(stream);
+  const expected = await wholeAnswer(request, 'ask_question', question);
+  expect(message.role).toBe('assistant');
+  expect(textOf(message)).toBe(expected.text);
+  expect(message.metadata).toMatchObject({ block_type: 'ask_question', status: 'complete', scripted: true });
+  expect((message.metadata as { usage: { output_tokens: number } }).usage.output_tokens).toBeGreaterThan(0);
+});
+
+test('ai sdk: quiz questions arrive as data parts with stable ids, then the whole quiz', async ({ baseURL }) => {
+  const transport = new DefaultChatTransport<UIMessage>({
+    api: `${baseURL}/api/ai-sdk/quiz/chat`, fetch: sessionFetch(baseURL!), body: { options: { num_questions: 3 } },
+  });
+  const stream = await transport.sendMessages({
+    chatId: 'chat-quiz', messages: ask('Volcanoes'), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
+  });
+  const message = await finalMessage(stream);
+  const questions = message.parts.filter((part) => part.type === 'data-quiz-question');
+  expect(questions).toHaveLength(3);
+  expect(new Set(questions.map((part) => (part as { id?: string }).id)).size).toBe(3);
+  for (const part of questions) expect((part as { data: { choices: string[] } }).data.choices).toHaveLength(4);
+  const quiz = message.parts.find((part) => part.type === 'data-quiz') as { data: { questions: unknown[] } } | undefined;
+  expect(quiz?.data.questions).toHaveLength(3);
+});
+
+async function startAndCut(transport: DefaultChatTransport<UIMessage>, chatId: string, question: string): Promise<UIMessage> {
+  const aborted = new AbortController();
+  const stream = await transport.sendMessages({
+    chatId, messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: aborted.signal,
+  });
+  let partial: UIMessage | undefined;
+  for await (const message of readUIMessageStream({ stream })) {
+    partial = message;
+    if (textOf(message).split(' ').length > 6) break; // a few words in: the page reloads
+  }
+  aborted.abort(); // its request is gone; the stream goes on
+  if (!partial) throw new Error('no message before the cut');
+  return partial;
+}
+
+test('ai sdk: a page that reloads mid-stream resumes to the whole answer once, and 204 after the end', async ({ baseURL, request }) => {
+  const transport = new DefaultChatTransport<UIMessage>({
+    api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
+  });
+  const question = 'How do bees make honey?';
+  await startAndCut(transport, 'chat-reload', question);
+  const resumed = await transport.reconnectToStream({ chatId: 'chat-reload' }); // a fresh page holds nothing
+  expect(resumed).not.toBeNull();
+  const message = await finalMessage(resumed!);
+  const expected = await wholeAnswer(request, 'ask_question', question);
+  expect(textOf(message)).toBe(expected.text); // once: no word repeated, none lost
+  expect(await transport.reconnectToStream({ chatId: 'chat-reload' })).toBeNull();
+  expect(await transport.reconnectToStream({ chatId: 'never-started' })).toBeNull();
+});
+
+test('ai sdk: a client that kept the partial message says so and gets only the rest', async ({ baseURL, request }) => {
+  let held = 0;
+  const api = `${baseURL}/api/ai-sdk/ask_question/chat`;
+  const transport = new DefaultChatTransport<UIMessage>({
+    api, fetch: sessionFetch(baseURL!), body: { options },
+    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${api}/${id}/stream?text_chars=${held}` }),
+  });
+  const question = 'Why do leaves change colour?';
+  const partial = await startAndCut(transport, 'chat-kept', question);
+  held = textOf(partial).length;
+  const resumed = await transport.reconnectToStream({ chatId: 'chat-kept' });
+  expect(resumed).not.toBeNull();
+  let message = partial; // as useChat does on resume: the stream continues the last assistant message
+  for await (const next of readUIMessageStream({ message: structuredClone(partial), stream: resumed! })) message = next;
+  const expected = await wholeAnswer(request, 'ask_question', question);
+  expect(textOf(message)).toBe(expected.text);
+});
+
+test('ai sdk: bad input gets our JSON error shape', async ({ baseURL, request }) => {
+  const unknown = await request.post(`${baseURL}/api/ai-sdk/poems/chat`, { data: { id: 'c', messages: ask('x') } });
+  expect(unknown.status()).toBe(404);
+  expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_block_type');
+  const empty = await request.post(`${baseURL}/api/ai-sdk/ask_question/chat`, { data: { id: 'c', messages: [] } });
+  expect(empty.status()).toBe(422);
+});
