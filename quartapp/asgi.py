@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Self
 
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
 from quart.utils import cancel_tasks, raise_task_exceptions
@@ -145,7 +145,19 @@ class SendTimeoutMiddleware:
             asgi_send.reset(token)
 
 
-class HTTPConnection(ASGIHTTPConnection):
+class _PathScoped:
+    """A connection class whose changes apply under the extension's prefix only: other paths
+    run Quart's own code unchanged (the host app's routes)."""
+
+    ours: Callable[[str], bool] = staticmethod(lambda path: True)
+
+    @classmethod
+    def scoped(cls, ours: Callable[[str], bool]) -> type[Self]:
+        """This class for the paths ``ours`` accepts only."""
+        return type(cls.__name__, (cls,), {"ours": staticmethod(ours)})
+
+
+class HTTPConnection(_PathScoped, ASGIHTTPConnection):
     """Quart's HTTP connection with two tasks fewer: the handler and the response run in
     the connection's own task, under ``asyncio.timeout`` instead of ``wait_for``.
 
@@ -155,13 +167,6 @@ class HTTPConnection(ASGIHTTPConnection):
     disconnects it cancels the response, as Quart's ``asyncio.wait`` did, and that
     cancellation is taken back so the connection ends normally.
     """
-
-    ours: Callable[[str], bool] = staticmethod(lambda path: True)
-
-    @classmethod
-    def scoped(cls, ours: Callable[[str], bool]) -> type[HTTPConnection]:
-        """This class for the paths ``ours`` accepts only."""
-        return type(cls.__name__, (cls,), {"ours": staticmethod(ours)})
 
     async def __call__(self, receive: Any, send: Any) -> None:
         if not self.ours(self.scope.get("path", "")):
@@ -205,7 +210,7 @@ class HTTPConnection(ASGIHTTPConnection):
             pass  # as Quart: a response past its timeout is cut
 
 
-class WebsocketConnection(ASGIWebsocketConnection):
+class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
     """Quart's WebSocket connection, except that a cancelled connection cancels its tasks.
 
     Quart runs the handler and the receiver as two tasks and waits (``asyncio.wait``) for the
@@ -214,14 +219,6 @@ class WebsocketConnection(ASGIWebsocketConnection):
     handler, still awaiting its next message, is later garbage-collected mid-await
     ("Task was destroyed but it is pending"; its ``finally`` blocks never run).
     """
-
-    #: Which paths get the fix (the extension's prefix); others run Quart's own code unchanged.
-    ours: Callable[[str], bool] = staticmethod(lambda path: True)
-
-    @classmethod
-    def scoped(cls, ours: Callable[[str], bool]) -> type[WebsocketConnection]:
-        """This class for the paths ``ours`` accepts only."""
-        return type(cls.__name__, (cls,), {"ours": staticmethod(ours)})
 
     async def __call__(self, receive: Any, send: Any) -> None:
         if not self.ours(self.scope.get("path", "")):

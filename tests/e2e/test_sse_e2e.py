@@ -16,7 +16,6 @@ from typing import Any
 import httpx2
 import pytest
 
-from quartapp.streams.log import MemoryStreamLog
 from tests.conftest import MakeServer, ProcessServer, Server, spawn_server
 from tests.helpers import (
     assert_contiguous,
@@ -531,20 +530,11 @@ async def test_sigterm_tells_readers_and_ends_their_streams_cleanly(tmp_path: Pa
 
 
 async def test_a_reader_that_keeps_up_is_written_to_by_the_producer(
-    client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx2.AsyncClient, direct_writes: list[tuple[str, str, str]]
 ) -> None:
     """One task step per token: while the reader keeps up, the producer's task writes each
     event to the response itself (the memory log's direct delivery), and the reader still
     gets every event once, in order."""
-    written: list[tuple[str, str, str]] = []  # (stream_id, event type, writing task)
-    deliver = MemoryStreamLog._deliver
-
-    def spy(stream: Any, entry: Any) -> None:
-        deliver(stream, entry)
-        task = asyncio.current_task()
-        written.append((entry.stream_id, entry.type, task.get_name() if task else ""))
-
-    monkeypatch.setattr(MemoryStreamLog, "_deliver", staticmethod(spy))
     read = await read_sse(
         client, "/api/stream/ai-block/ask_question", params={"question": QUESTION, "max_tokens": 20, "interval_ms": 10}
     )
@@ -552,5 +542,5 @@ async def test_a_reader_that_keeps_up_is_written_to_by_the_producer(
     stream_id = read.events[0]["data"]["stream_id"]
     tokens = [e for e in read.events if e["type"] == "token"]
     assert len(tokens) == 20 and terminal_of(read.events)["type"] == "done"
-    direct = [kind for sid, kind, task in written if sid == stream_id and task == f"stream-{stream_id}"]
+    direct = [kind for sid, kind, task in direct_writes if sid == stream_id and task == f"stream-{stream_id}"]
     assert direct.count("token") == 20 and direct[-1] == "done", direct

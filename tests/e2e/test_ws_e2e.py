@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from quartapp.streams.log import MemoryStreamLog
 from tests.conftest import MakeServer, ProcessServer, Server, spawn_server
 from tests.helpers import (
     WSClient,
@@ -338,18 +337,9 @@ async def test_one_shot_socket_refuses_bad_queries_before_accepting(
 
 
 async def test_a_socket_that_keeps_up_is_written_to_by_the_producer(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, direct_writes: list[tuple[str, str, str]]
 ) -> None:
     """As over SSE: the producer's task writes each frame to a subscription that keeps up."""
-    written: list[tuple[str, str, str]] = []
-    deliver = MemoryStreamLog._deliver
-
-    def spy(stream: Any, entry: Any) -> None:
-        deliver(stream, entry)
-        task = asyncio.current_task()
-        written.append((entry.stream_id, entry.type, task.get_name() if task else ""))
-
-    monkeypatch.setattr(MemoryStreamLog, "_deliver", staticmethod(spy))
     url = server.ws_url + "/ws/stream/ai-block/ask_question?input=leaves&max_tokens=20&interval_ms=10"
     async with await WSClient.open(url) as ws:
         first = await ws.recv()
@@ -357,5 +347,5 @@ async def test_a_socket_that_keeps_up_is_written_to_by_the_producer(
         events = await ws.events(stream_id)
     assert_contiguous(events)
     assert sum(e["type"] == "token" for e in events) == 20 and terminal_of(events)["type"] == "done"
-    direct = [kind for sid, kind, task in written if sid == stream_id and task == f"stream-{stream_id}"]
+    direct = [kind for sid, kind, task in direct_writes if sid == stream_id and task == f"stream-{stream_id}"]
     assert direct.count("token") == 20 and direct[-1] == "done", direct
