@@ -1,10 +1,18 @@
 /**
  * The Vercel AI SDK's own client (`ai` 5: DefaultChatTransport and readUIMessageStream, what
  * `useChat` runs underneath) against the real server: no reading of its docs on our side.
- * Node only (no page): the SDK parses our stream, builds the message, resumes it.
+ * Then a page of a team's own (e2e/ai-sdk-page: `useChat` from @ai-sdk/react 2, as the README
+ * shows) in Chromium: it streams, reloads mid-stream and resumes, and stops.
  */
-import { expect, test, type APIRequestContext } from '@playwright/test';
+import { expect, test, type APIRequestContext, type Page } from '@playwright/test';
 import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const frontend = join(dirname(fileURLToPath(import.meta.url)), '..');
+const sdkPage = join(frontend, 'test-results', 'ai-sdk-page');
 
 /** fetch with the session cookie kept (the resume must be the same owner) and our Origin. */
 function sessionFetch(base: string): typeof fetch {
@@ -130,4 +138,47 @@ test('ai sdk: bad input gets our JSON error shape', async ({ baseURL, request })
   expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_block_type');
   const empty = await request.post(`${baseURL}/api/ai-sdk/ask_question/chat`, { data: { id: 'c', messages: [] } });
   expect(empty.status()).toBe(422);
+});
+
+test.describe('a useChat page', () => {
+  test.beforeAll(() => {
+    execFileSync(process.execPath, [join(frontend, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'e2e/ai-sdk-page/vite.config.ts'], { cwd: frontend });
+  });
+
+  async function open(page: Page, baseURL: string): Promise<void> {
+    // served on the server's own origin, as a team's page would be (cookies, the origin check)
+    await page.route(`${baseURL}/sdk-page/**`, async (route) => {
+      const name = new URL(route.request().url()).pathname.replace(/^\/sdk-page\/?/, '') || 'index.html';
+      const file = join(sdkPage, name);
+      await (existsSync(file) ? route.fulfill({ path: file }) : route.fulfill({ status: 404 }));
+    });
+    await page.goto('/sdk-page/');
+  }
+
+  test('it streams, reloads mid-stream and resumes without repeating a word', async ({ page, baseURL, request }) => {
+    const expected = String((await wholeAnswer(request, 'ask_question', 'How do bees make honey?')).text);
+    await open(page, baseURL!);
+    await page.getByRole('button', { name: 'Ask' }).click();
+    const answer = page.getByTestId('answer');
+    await expect.poll(async () => (await answer.textContent())?.split(' ').length ?? 0).toBeGreaterThan(6);
+    expect(expected.startsWith((await answer.textContent()) ?? '')).toBe(true);
+    await page.reload(); // the page is gone mid-stream; useChat({ resume: true }) reconnects
+    await expect(answer).toHaveText(expected);
+    await expect(page.getByTestId('status')).toHaveText('ready');
+  });
+
+  test('stop ends the generation on the server, not only the fetch', async ({ page, baseURL, request }) => {
+    const expected = String((await wholeAnswer(request, 'ask_question', 'How do bees make honey?')).text);
+    await open(page, baseURL!);
+    await page.getByRole('button', { name: 'Ask' }).click();
+    const answer = page.getByTestId('answer');
+    await expect.poll(async () => (await answer.textContent())?.split(' ').length ?? 0).toBeGreaterThan(4);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect(page.getByTestId('status')).toHaveText('ready');
+    const streamId = await page.getByTestId('stream').textContent();
+    await expect.poll(async () => ((await (await page.request.get(`/api/streams/${streamId}`)).json()) as { status: string }).status).toBe('stopped');
+    const shown = (await answer.textContent()) ?? '';
+    expect(shown.length).toBeLessThan(expected.length);
+    expect(expected.startsWith(shown)).toBe(true);
+  });
 });
