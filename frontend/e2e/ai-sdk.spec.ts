@@ -1,11 +1,14 @@
 /**
- * The Vercel AI SDK's own client (`ai` 5: DefaultChatTransport and readUIMessageStream, what
- * `useChat` runs underneath) against the real server: no reading of its docs on our side.
+ * The Vercel AI SDK's own client (DefaultChatTransport and readUIMessageStream, what `useChat`
+ * runs underneath) against the real server: no reading of its docs on our side. Both lines that
+ * run on Node 20: `ai` 5 (the oldest with this protocol) and `ai` 6 (the newest; 7 needs Node 22).
  * Then a page of a team's own (e2e/ai-sdk-page: `useChat` from @ai-sdk/react 2, as the README
  * shows) in Chromium: it streams, reloads mid-stream and resumes, and stops.
  */
 import { expect, test, type APIRequestContext, type Page } from '@playwright/test';
-import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai';
+import * as ai5 from 'ai';
+import type { UIMessage, UIMessageChunk } from 'ai';
+import * as ai6 from 'ai6';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -32,13 +35,6 @@ function ask(text: string): UIMessage[] {
   return [{ id: 'u1', role: 'user', parts: [{ type: 'text', text }] }];
 }
 
-async function finalMessage(stream: ReadableStream<UIMessageChunk>): Promise<UIMessage> {
-  let last: UIMessage | undefined;
-  for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
-  if (!last) throw new Error('the stream held no message');
-  return last;
-}
-
 function textOf(message: UIMessage): string {
   return message.parts.map((part) => (part.type === 'text' ? part.text : '')).join('');
 }
@@ -52,93 +48,110 @@ async function wholeAnswer(request: APIRequestContext, block: string, input: str
   return ((await response.json()) as { result: Record<string, unknown> }).result;
 }
 
-test('ai sdk: the chat transport streams an answer the SDK assembles, with our metadata', async ({ baseURL, request }) => {
-  const transport = new DefaultChatTransport<UIMessage>({
-    api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
-  });
-  const question = 'Why is the sky blue?';
-  const stream = await transport.sendMessages({
-    chatId: 'chat-answer', messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
-  });
-  const message = await finalMessage(stream);
-  const expected = await wholeAnswer(request, 'ask_question', question);
-  expect(message.role).toBe('assistant');
-  expect(textOf(message)).toBe(expected.text);
-  expect(message.metadata).toMatchObject({ block_type: 'ask_question', status: 'complete', scripted: true });
-  expect((message.metadata as { usage: { output_tokens: number } }).usage.output_tokens).toBeGreaterThan(0);
-});
+/** What the tests use of an SDK line; ai 6's types are its own, its behaviour is the point. */
+type Sdk = Pick<typeof ai5, 'DefaultChatTransport' | 'readUIMessageStream'>;
+const SDKS: [string, Sdk][] = [['ai 5.0.277', ai5], ['ai 6.0.333', ai6 as unknown as Sdk]];
 
-test('ai sdk: quiz questions arrive as data parts with stable ids, then the whole quiz', async ({ baseURL }) => {
-  const transport = new DefaultChatTransport<UIMessage>({
-    api: `${baseURL}/api/ai-sdk/quiz/chat`, fetch: sessionFetch(baseURL!), body: { options: { num_questions: 3 } },
-  });
-  const stream = await transport.sendMessages({
-    chatId: 'chat-quiz', messages: ask('Volcanoes'), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
-  });
-  const message = await finalMessage(stream);
-  const questions = message.parts.filter((part) => part.type === 'data-quiz-question');
-  expect(questions).toHaveLength(3);
-  expect(new Set(questions.map((part) => (part as { id?: string }).id)).size).toBe(3);
-  for (const part of questions) expect((part as { data: { choices: string[] } }).data.choices).toHaveLength(4);
-  const quiz = message.parts.find((part) => part.type === 'data-quiz') as { data: { questions: unknown[] } } | undefined;
-  expect(quiz?.data.questions).toHaveLength(3);
-});
+for (const [version, sdk] of SDKS) {
+  test.describe(version, () => {
+    const { DefaultChatTransport, readUIMessageStream } = sdk;
 
-async function startAndCut(transport: DefaultChatTransport<UIMessage>, chatId: string, question: string): Promise<UIMessage> {
-  const aborted = new AbortController();
-  const stream = await transport.sendMessages({
-    chatId, messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: aborted.signal,
+    async function finalMessage(stream: ReadableStream<UIMessageChunk>): Promise<UIMessage> {
+      let last: UIMessage | undefined;
+      for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
+      if (!last) throw new Error('the stream held no message');
+      return last;
+    }
+
+    test('ai sdk: the chat transport streams an answer the SDK assembles, with our metadata', async ({ baseURL, request }) => {
+      const transport = new DefaultChatTransport<UIMessage>({
+        api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
+      });
+      const question = 'Why is the sky blue?';
+      const stream = await transport.sendMessages({
+        chatId: 'chat-answer', messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
+      });
+      const message = await finalMessage(stream);
+      const expected = await wholeAnswer(request, 'ask_question', question);
+      expect(message.role).toBe('assistant');
+      expect(textOf(message)).toBe(expected.text);
+      expect(message.metadata).toMatchObject({ block_type: 'ask_question', status: 'complete', scripted: true });
+      expect((message.metadata as { usage: { output_tokens: number } }).usage.output_tokens).toBeGreaterThan(0);
+    });
+
+    test('ai sdk: quiz questions arrive as data parts with stable ids, then the whole quiz', async ({ baseURL }) => {
+      const transport = new DefaultChatTransport<UIMessage>({
+        api: `${baseURL}/api/ai-sdk/quiz/chat`, fetch: sessionFetch(baseURL!), body: { options: { num_questions: 3 } },
+      });
+      const stream = await transport.sendMessages({
+        chatId: 'chat-quiz', messages: ask('Volcanoes'), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
+      });
+      const message = await finalMessage(stream);
+      const questions = message.parts.filter((part) => part.type === 'data-quiz-question');
+      expect(questions).toHaveLength(3);
+      expect(new Set(questions.map((part) => (part as { id?: string }).id)).size).toBe(3);
+      for (const part of questions) expect((part as { data: { choices: string[] } }).data.choices).toHaveLength(4);
+      const quiz = message.parts.find((part) => part.type === 'data-quiz') as { data: { questions: unknown[] } } | undefined;
+      expect(quiz?.data.questions).toHaveLength(3);
+    });
+
+    async function startAndCut(transport: ai5.DefaultChatTransport<UIMessage>, chatId: string, question: string): Promise<UIMessage> {
+      const aborted = new AbortController();
+      const stream = await transport.sendMessages({
+        chatId, messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: aborted.signal,
+      });
+      let partial: UIMessage | undefined;
+      for await (const message of readUIMessageStream({ stream })) {
+        partial = message;
+        if (textOf(message).split(' ').length > 6) break; // a few words in: the page reloads
+      }
+      aborted.abort(); // its request is gone; the stream goes on
+      if (!partial) throw new Error('no message before the cut');
+      return partial;
+    }
+
+    test('ai sdk: a page that reloads mid-stream resumes to the whole answer once, and 204 after the end', async ({ baseURL, request }) => {
+      const transport = new DefaultChatTransport<UIMessage>({
+        api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
+      });
+      const question = 'How do bees make honey?';
+      await startAndCut(transport, 'chat-reload', question);
+      const resumed = await transport.reconnectToStream({ chatId: 'chat-reload' }); // a fresh page holds nothing
+      expect(resumed).not.toBeNull();
+      const message = await finalMessage(resumed!);
+      const expected = await wholeAnswer(request, 'ask_question', question);
+      expect(textOf(message)).toBe(expected.text); // once: no word repeated, none lost
+      expect(await transport.reconnectToStream({ chatId: 'chat-reload' })).toBeNull();
+      expect(await transport.reconnectToStream({ chatId: 'never-started' })).toBeNull();
+    });
+
+    test('ai sdk: a client that kept the partial message says so and gets only the rest', async ({ baseURL, request }) => {
+      let held = 0;
+      const api = `${baseURL}/api/ai-sdk/ask_question/chat`;
+      const transport = new DefaultChatTransport<UIMessage>({
+        api, fetch: sessionFetch(baseURL!), body: { options },
+        prepareReconnectToStreamRequest: ({ id }) => ({ api: `${api}/${id}/stream?text_chars=${held}` }),
+      });
+      const question = 'Why do leaves change colour?';
+      const partial = await startAndCut(transport, 'chat-kept', question);
+      held = textOf(partial).length;
+      const resumed = await transport.reconnectToStream({ chatId: 'chat-kept' });
+      expect(resumed).not.toBeNull();
+      let message = partial; // as useChat does on resume: the stream continues the last assistant message
+      for await (const next of readUIMessageStream({ message: structuredClone(partial), stream: resumed! })) message = next;
+      const expected = await wholeAnswer(request, 'ask_question', question);
+      expect(textOf(message)).toBe(expected.text);
+    });
+
+    test('ai sdk: bad input gets our JSON error shape', async ({ baseURL, request }) => {
+      const unknown = await request.post(`${baseURL}/api/ai-sdk/poems/chat`, { data: { id: 'c', messages: ask('x') } });
+      expect(unknown.status()).toBe(404);
+      expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_block_type');
+      const empty = await request.post(`${baseURL}/api/ai-sdk/ask_question/chat`, { data: { id: 'c', messages: [] } });
+      expect(empty.status()).toBe(422);
+    });
   });
-  let partial: UIMessage | undefined;
-  for await (const message of readUIMessageStream({ stream })) {
-    partial = message;
-    if (textOf(message).split(' ').length > 6) break; // a few words in: the page reloads
-  }
-  aborted.abort(); // its request is gone; the stream goes on
-  if (!partial) throw new Error('no message before the cut');
-  return partial;
 }
-
-test('ai sdk: a page that reloads mid-stream resumes to the whole answer once, and 204 after the end', async ({ baseURL, request }) => {
-  const transport = new DefaultChatTransport<UIMessage>({
-    api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
-  });
-  const question = 'How do bees make honey?';
-  await startAndCut(transport, 'chat-reload', question);
-  const resumed = await transport.reconnectToStream({ chatId: 'chat-reload' }); // a fresh page holds nothing
-  expect(resumed).not.toBeNull();
-  const message = await finalMessage(resumed!);
-  const expected = await wholeAnswer(request, 'ask_question', question);
-  expect(textOf(message)).toBe(expected.text); // once: no word repeated, none lost
-  expect(await transport.reconnectToStream({ chatId: 'chat-reload' })).toBeNull();
-  expect(await transport.reconnectToStream({ chatId: 'never-started' })).toBeNull();
-});
-
-test('ai sdk: a client that kept the partial message says so and gets only the rest', async ({ baseURL, request }) => {
-  let held = 0;
-  const api = `${baseURL}/api/ai-sdk/ask_question/chat`;
-  const transport = new DefaultChatTransport<UIMessage>({
-    api, fetch: sessionFetch(baseURL!), body: { options },
-    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${api}/${id}/stream?text_chars=${held}` }),
-  });
-  const question = 'Why do leaves change colour?';
-  const partial = await startAndCut(transport, 'chat-kept', question);
-  held = textOf(partial).length;
-  const resumed = await transport.reconnectToStream({ chatId: 'chat-kept' });
-  expect(resumed).not.toBeNull();
-  let message = partial; // as useChat does on resume: the stream continues the last assistant message
-  for await (const next of readUIMessageStream({ message: structuredClone(partial), stream: resumed! })) message = next;
-  const expected = await wholeAnswer(request, 'ask_question', question);
-  expect(textOf(message)).toBe(expected.text);
-});
-
-test('ai sdk: bad input gets our JSON error shape', async ({ baseURL, request }) => {
-  const unknown = await request.post(`${baseURL}/api/ai-sdk/poems/chat`, { data: { id: 'c', messages: ask('x') } });
-  expect(unknown.status()).toBe(404);
-  expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unknown_block_type');
-  const empty = await request.post(`${baseURL}/api/ai-sdk/ask_question/chat`, { data: { id: 'c', messages: [] } });
-  expect(empty.status()).toBe(422);
-});
 
 test.describe('a useChat page', () => {
   test.beforeAll(() => {
