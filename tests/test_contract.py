@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from quartapp.contract import PATH, render
+from quartapp.contract import AI_SDK_PATH, PATH, render, render_ai_sdk
 from quartapp.schemas import WsAccepted, WsRejected, WsRejectedDetail
 from quartapp.streams.events import PAYLOADS, Entry, EventType
 from tests.helpers import assert_valid_event, contract, message_key
@@ -16,6 +16,16 @@ from tests.helpers import assert_valid_event, contract, message_key
 
 def test_committed_contract_is_what_the_models_generate() -> None:
     assert PATH.read_text() == render(), "contracts/stream-schema.yaml is stale: run python -m quartapp.contract"
+
+
+def test_committed_ai_sdk_contract_is_what_the_models_generate() -> None:
+    assert AI_SDK_PATH.read_text() == render_ai_sdk(), (
+        "contracts/ai-sdk-stream.yaml is stale: run python -m quartapp.contract"
+    )
+    document = yaml.safe_load(render_ai_sdk())
+    assert document["asyncapi"] == "3.0.0" and set(document["channels"]) == {"aiSdkChat", "aiSdkResume"}
+    names = {message["name"] for message in document["components"]["messages"].values()}
+    assert {"start", "text-delta", "data-quiz-question", "finish", "abort", "error"} <= names
 
 
 def test_asyncapi_document_shape() -> None:

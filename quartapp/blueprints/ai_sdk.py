@@ -12,11 +12,10 @@ error shape are those of every route under the extension's blueprint.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 from quart_schema import validate_querystring, validate_request
 
 from quartapp.errors import APIError
@@ -30,9 +29,6 @@ from .ai_blocks import require_block
 from .identity import owner_id
 
 bp = Blueprint("ai_sdk", __name__, url_prefix="/api/ai-sdk")
-
-#: Chats remembered per app for the resume route (the newest win).
-MAX_CHATS = 10_000
 
 
 class ChatMessage(BaseModel):
@@ -60,31 +56,6 @@ class ResumeQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text_chars: int = Field(default=0, ge=0, le=10_000_000, description="Characters of the answer's text it has")
     questions: int = Field(default=0, ge=0, le=100, description="Quiz questions it has")
-
-
-class ChatStreams:
-    """Which stream a chat runs now, per owner: a bounded map in this process (a chat resumed
-    through another instance gets 204, as one whose stream ended)."""
-
-    def __init__(self, size: int = MAX_CHATS) -> None:
-        self._size = size
-        self._streams: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    def remember(self, owner: str, chat_id: str, stream_id: str) -> None:
-        self._streams[(owner, chat_id)] = stream_id
-        self._streams.move_to_end((owner, chat_id))
-        while len(self._streams) > self._size:
-            self._streams.popitem(last=False)
-
-    def find(self, owner: str, chat_id: str) -> str | None:
-        return self._streams.get((owner, chat_id))
-
-
-def _chats() -> ChatStreams:
-    chats = current_app.extensions.get("ai_sdk_chats")
-    if not isinstance(chats, ChatStreams):
-        chats = current_app.extensions["ai_sdk_chats"] = ChatStreams()
-    return chats
 
 
 def _user_text(data: ChatRequest) -> str:
@@ -123,7 +94,7 @@ async def chat(block_type: str, data: ChatRequest) -> Response:
     options = data.options
     request = core.engine.prepare(block_type, _user_text(data), options.max_tokens, options.num_questions)
     info = await core.streams.start(request, owner)
-    _chats().remember(owner, data.id, info.stream_id)
+    await core.streams.log.set_alias(owner, data.id, info.stream_id)  # the resume route's key, on any instance
     return _response(core, info.stream_id, owner, None)
 
 
@@ -135,7 +106,7 @@ async def resume(block_type: str, chat_id: str, query_args: ResumeQuery) -> Resp
     require_block(block_type)
     core = services()
     owner = owner_id()
-    stream_id = _chats().find(owner, chat_id)
+    stream_id = await core.streams.log.find_alias(owner, chat_id)
     info = await core.streams.log.info(stream_id) if stream_id else None
     if stream_id is None or info is None or info.owner != owner or info.status != "running":
         return Response(b"", status=204)

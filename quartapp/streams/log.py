@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,6 +76,9 @@ class StreamInfo:
 
 
 StopHandler = Callable[[str], None]
+
+#: Aliases the memory log keeps (one per chat a client named); the oldest go first.
+MAX_ALIASES = 10_000
 
 #: Writes one event to one reader's connection (an SSE chunk, a WebSocket frame).
 Deliver = Callable[[Entry], Coroutine[Any, Any, None]]
@@ -150,6 +153,13 @@ class StreamLog(Protocol):
     async def snapshot(self, stream_id: str) -> tuple[dict[str, Any], int]: ...
 
     async def find_by_epoch(self, epoch: str) -> str | None: ...
+
+    async def set_alias(self, owner: str, name: str, stream_id: str) -> None:
+        """A client's own name for its newest stream (the AI SDK's chat id), per owner; kept
+        about as long as a stream is."""
+        ...
+
+    async def find_alias(self, owner: str, name: str) -> str | None: ...
 
     async def healthy(self) -> bool: ...
 
@@ -229,6 +239,7 @@ class MemoryStreamLog:
         self._expiring: deque[tuple[float, str]] = deque()  # (expires_at, stream_id), in end order
         self._stop_handler: StopHandler | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._aliases: OrderedDict[tuple[str, str], str] = OrderedDict()  # bounded: the newest win
 
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo:
         self._expire()
@@ -410,6 +421,17 @@ class MemoryStreamLog:
 
     async def find_by_epoch(self, epoch: str) -> str | None:
         return self._epochs.get(epoch)
+
+    async def set_alias(self, owner: str, name: str, stream_id: str) -> None:
+        aliases = self._aliases
+        aliases[(owner, name)] = stream_id
+        aliases.move_to_end((owner, name))
+        while len(aliases) > MAX_ALIASES:
+            aliases.popitem(last=False)
+
+    async def find_alias(self, owner: str, name: str) -> str | None:
+        stream_id = self._aliases.get((owner, name))
+        return stream_id if stream_id in self._streams else None
 
     async def healthy(self) -> bool:
         return True

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import sys
@@ -604,6 +605,23 @@ class RedisStreamLog:
     async def find_by_epoch(self, epoch: str) -> str | None:
         try:
             value: Any = await self._redis.get(self._epoch_key(epoch))
+        except _TRANSIENT as exc:
+            raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return value.decode() if value else None
+
+    def _alias_key(self, owner: str, name: str) -> str:
+        digest = hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:32]  # any owner, any name: one short key
+        return f"{self._prefix}alias:{digest}"
+
+    async def set_alias(self, owner: str, name: str, stream_id: str) -> None:
+        try:
+            await self._redis.set(self._alias_key(owner, name), stream_id, px=self._safety_ms)
+        except _TRANSIENT as exc:
+            raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def find_alias(self, owner: str, name: str) -> str | None:
+        try:
+            value: Any = await self._redis.get(self._alias_key(owner, name))
         except _TRANSIENT as exc:
             raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         return value.decode() if value else None

@@ -20,11 +20,12 @@ resume and its stop are ours. One encoder per response, since a text part is ope
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from .events import Entry
+from .events import BlockResult, EndStatus, Entry, QueuedData, QuizQuestion, ShutdownData, Usage
 from .sse import SSE_HEADERS
 
 HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
@@ -110,3 +111,114 @@ class UIMessageEncoder:
             return out + part({"type": "message-metadata", "messageMetadata": metadata}) + part({"type": "abort"})
         reason = "length" if data.get("reason") == "length" else "stop"
         return out + part({"type": "finish", "finishReason": reason, "messageMetadata": metadata})
+
+
+# -- the parts, as models: the contract (contracts/ai-sdk-stream.yaml) is generated from these,
+# and the tests validate what the encoder writes against them (the encoder itself builds dicts).
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartMetadata(_Part):
+    stream_id: str = Field(description="Our stream: stop it with POST /api/streams/{stream_id}/stop")
+    block_type: str
+    provider: str
+    model: str
+    scripted: bool
+
+
+class EndMetadata(_Part):
+    usage: Usage | None
+    status: EndStatus
+    reason: str | None
+
+
+class StartPart(_Part):
+    type: Literal["start"]
+    messageId: str = Field(description="The stream id")
+    messageMetadata: StartMetadata
+
+
+class TextStartPart(_Part):
+    type: Literal["text-start"]
+    id: str
+
+
+class TextDeltaPart(_Part):
+    """Text to append: a token, or on a resume the text so far (less what the client holds)."""
+
+    type: Literal["text-delta"]
+    id: str
+    delta: str
+
+
+class TextEndPart(_Part):
+    type: Literal["text-end"]
+    id: str
+
+
+class QuizQuestionPart(_Part):
+    """One finished quiz question; its id is stable, so the SDK reconciles it in place."""
+
+    type: Literal["data-quiz-question"]
+    id: str
+    data: QuizQuestion
+
+
+class QuizPart(_Part):
+    type: Literal["data-quiz"]
+    id: str
+    data: BlockResult
+
+
+class DiagramPart(_Part):
+    type: Literal["data-diagram"]
+    id: str
+    data: BlockResult
+
+
+class QueuedPart(_Part):
+    type: Literal["data-queued"]
+    data: QueuedData
+    transient: Literal[True]
+
+
+class ShutdownPart(_Part):
+    type: Literal["data-shutdown"]
+    data: ShutdownData
+    transient: Literal[True]
+
+
+class FinishPart(_Part):
+    type: Literal["finish"]
+    finishReason: Literal["stop", "length"]
+    messageMetadata: EndMetadata
+
+
+class MessageMetadataPart(_Part):
+    """Sent before ``abort``: how the stopped or interrupted stream ended."""
+
+    type: Literal["message-metadata"]
+    messageMetadata: EndMetadata
+
+
+class AbortPart(_Part):
+    type: Literal["abort"]
+
+
+class ErrorPart(_Part):
+    type: Literal["error"]
+    errorText: str = Field(description="`<code>: <message>` with our error code")
+
+
+PART_MODELS: tuple[type[_Part], ...] = (
+    StartPart, TextStartPart, TextDeltaPart, TextEndPart, QuizQuestionPart, QuizPart, DiagramPart,
+    QueuedPart, ShutdownPart, FinishPart, MessageMetadataPart, AbortPart, ErrorPart,
+)  # fmt: skip
+UIPart = Annotated[
+    StartPart | TextStartPart | TextDeltaPart | TextEndPart | QuizQuestionPart | QuizPart | DiagramPart
+    | QueuedPart | ShutdownPart | FinishPart | MessageMetadataPart | AbortPart | ErrorPart,
+    Field(discriminator="type"),
+]  # fmt: skip

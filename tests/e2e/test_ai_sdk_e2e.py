@@ -7,6 +7,12 @@ import json
 from typing import Any
 
 import httpx2
+from pydantic import TypeAdapter
+
+from quartapp.streams.ui_message_stream import UIPart
+
+#: Every part the server writes is one the contract (contracts/ai-sdk-stream.yaml) describes.
+PART = TypeAdapter(UIPart)
 
 CHAT = "/api/ai-sdk/ask_question/chat"
 
@@ -27,6 +33,8 @@ async def parts(response: httpx2.Response) -> list[Any]:
     async for line in response.aiter_lines():
         if line.startswith("data: "):
             data = line[6:]
+            if data != "[DONE]":
+                PART.validate_python(json.loads(data))
             out.append(data if data == "[DONE]" else json.loads(data))
         else:
             assert line == "" or line.startswith(":"), line  # frames and heartbeats only
@@ -60,7 +68,7 @@ async def test_stopping_through_our_stop_route_ends_the_message_with_abort(clien
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
-            got.append(line[6:] if line[6:] == "[DONE]" else json.loads(line[6:]))
+            got.append(line[6:] if line[6:] == "[DONE]" else PART.validate_python(json.loads(line[6:])).model_dump())
             if len(got) == 4:  # start, text-start and two deltas in: the user presses stop
                 stopped = await client.post(f"/api/streams/{got[0]['messageId']}/stop")
                 assert stopped.status_code == 200
@@ -90,3 +98,18 @@ async def test_a_cross_site_chat_is_refused_before_any_model_call(server: Any) -
     async with browser:
         response = await browser.post(CHAT, json=body("wire-evil"))
     assert response.status_code == 403 and response.json()["error"]["code"]
+
+
+async def test_every_block_streams_parts_the_contract_describes(client: httpx2.AsyncClient) -> None:
+    """Quiz and diagram too: questions as data parts with stable ids, the result as a data part."""
+    for block, result_part in (("quiz", "data-quiz"), ("diagram", "data-diagram"), ("explain_eli10", None)):
+        async with client.stream("POST", f"/api/ai-sdk/{block}/chat", json=body(f"wire-{block}")) as response:
+            assert response.status_code == 200, block
+            got = await parts(response)  # each validated against the contract's models
+        kinds = [p["type"] for p in got[:-1]]
+        assert kinds[0] == "start" and kinds[-1] == "finish" and got[-1] == "[DONE]", (block, kinds)
+        if result_part:
+            assert result_part in kinds, (block, kinds)
+        if block == "quiz":
+            ids = [p["id"] for p in got[:-1] if p["type"] == "data-quiz-question"]
+            assert len(ids) == 3 and len(set(ids)) == 3

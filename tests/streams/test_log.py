@@ -393,3 +393,18 @@ async def test_a_parked_reader_of_a_quiet_stream_wakes_for_its_heartbeat() -> No
         parked = await log.park("s1", 0, deliver, 0.2)
     assert parked.quiet and parked.delivered == 0 and 0.15 < time.monotonic() - started < 1.0
     await log.close()
+
+
+async def test_an_alias_names_an_owners_newest_stream(make_log: MakeLog) -> None:
+    """The AI SDK's chat id -> the chat's stream: per owner, the newest wins, on any instance."""
+    log = await make_log()
+    await log.create("s1", "alice", "ask_question")
+    await log.create("s2", "alice", "ask_question")
+    await log.set_alias("alice", "chat-1", "s1")
+    assert await log.find_alias("alice", "chat-1") == "s1"
+    await log.set_alias("alice", "chat-1", "s2")
+    assert await log.find_alias("alice", "chat-1") == "s2"
+    assert await log.find_alias("bob", "chat-1") is None  # another owner's name is another name
+    assert await log.find_alias("alice", "chat-2") is None
+    await log.set_alias("a:b", "c", "s1")  # owners and names are kept apart whatever they hold
+    assert await log.find_alias("a", "b:c") is None
