@@ -236,7 +236,8 @@ def build_ai_sdk(blocks: BlockRegistry | None = None, url_prefix: str = "") -> d
         "channels": {
             "aiSdkChat": {
                 "address": url_prefix + "/api/ai-sdk/{blockType}/chat",
-                "description": "POST: start the block for the chat and stream its answer.",
+                "description": "POST: start the block for the chat and stream its answer "
+                "(`.../completion` with `{prompt}` streams the same parts, for useCompletion).",
                 "parameters": {**block_param},
                 "messages": {k: dict(v) for k, v in refs.items()},
                 "servers": [{"$ref": "#/servers/local"}],

@@ -49,12 +49,25 @@ async function wholeAnswer(request: APIRequestContext, block: string, input: str
 }
 
 /** What the tests use of an SDK line; ai 6's types are its own, its behaviour is the point. */
-type Sdk = Pick<typeof ai5, 'DefaultChatTransport' | 'readUIMessageStream'>;
+type Sdk = Pick<typeof ai5, 'DefaultChatTransport' | 'readUIMessageStream' | 'callCompletionApi'>;
 const SDKS: [string, Sdk][] = [['ai 5.0.277', ai5], ['ai 6.0.333', ai6 as unknown as Sdk]];
 
 for (const [version, sdk] of SDKS) {
   test.describe(version, () => {
-    const { DefaultChatTransport, readUIMessageStream } = sdk;
+    const { DefaultChatTransport, readUIMessageStream, callCompletionApi } = sdk;
+
+    test('ai sdk: useCompletion\'s call streams the completion', async ({ baseURL, request }) => {
+      const shown: string[] = [];
+      const completion = await callCompletionApi({
+        api: `${baseURL}/api/ai-sdk/explain_eli10/completion`, prompt: 'Volcanoes', body: { options },
+        credentials: undefined, headers: { origin: baseURL! }, streamProtocol: 'data', fetch: undefined,
+        setCompletion: (text) => shown.push(text), setLoading: () => undefined, setError: (error) => { if (error) throw error; },
+        setAbortController: () => undefined, onFinish: undefined, onError: (error) => { throw error; },
+      });
+      const expected = await wholeAnswer(request, 'explain_eli10', 'Volcanoes');
+      expect(completion).toBe(expected.text);
+      expect(shown.length).toBeGreaterThan(2); // it grew as it streamed
+    });
 
     async function finalMessage(stream: ReadableStream<UIMessageChunk>): Promise<UIMessage> {
       let last: UIMessage | undefined;

@@ -6,7 +6,8 @@ UI message stream protocol (``streams/ui_message_stream.py``). ``GET
 /api/ai-sdk/<block_type>/chat/<chat_id>/stream`` is the SDK's resume: 204 when the chat has no
 running stream, else the text so far as one catch-up and then the live tail, so a reloaded page
 holds the answer once; a client that kept part of the message says how much
-(``?text_chars=&questions=``) and gets only the rest. Ownership, origin checks, limits and the
+(``?text_chars=&questions=``) and gets only the rest. ``POST /api/ai-sdk/<block_type>/completion``
+serves ``useCompletion`` (``{prompt}``) in the same protocol. Ownership, origin checks, limits and the
 error shape are those of every route under the extension's blueprint.
 """
 
@@ -47,6 +48,14 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     trigger: str | None = Field(default=None, max_length=64)
     options: BlockOptions = Field(default_factory=BlockOptions, description="The transport's `body`: our options")
+
+
+class CompletionRequest(BaseModel):
+    """The body ``useCompletion`` posts: the prompt, and the hook's ``body`` (our options)."""
+
+    model_config = ConfigDict(extra="allow")
+    prompt: str = Field(max_length=100_000)
+    options: BlockOptions = Field(default_factory=BlockOptions)
 
 
 class ResumeQuery(BaseModel):
@@ -95,6 +104,21 @@ async def chat(block_type: str, data: ChatRequest) -> Response:
     request = core.engine.prepare(block_type, _user_text(data), options.max_tokens, options.num_questions)
     info = await core.streams.start(request, owner)
     await core.streams.log.set_alias(owner, data.id, info.stream_id)  # the resume route's key, on any instance
+    return _response(core, info.stream_id, owner, None)
+
+
+@bp.post("/<block_type>/completion")
+@starts_generation
+@validate_request(CompletionRequest)
+async def completion(block_type: str, data: CompletionRequest) -> Response:
+    """``useCompletion``: the block for the prompt, streamed in the same protocol (no resume: the
+    hook has none)."""
+    require_block(block_type)
+    core = services()
+    owner = owner_id()
+    options = data.options
+    request = core.engine.prepare(block_type, data.prompt, options.max_tokens, options.num_questions)
+    info = await core.streams.start(request, owner)
     return _response(core, info.stream_id, owner, None)
 
 
