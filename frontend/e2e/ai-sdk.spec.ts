@@ -69,6 +69,14 @@ for (const [version, sdk] of SDKS) {
       expect(shown.length).toBeGreaterThan(2); // it grew as it streamed
     });
 
+    function chat(baseURL: string, block: string, body: object = { options }): ai5.DefaultChatTransport<UIMessage> {
+      return new DefaultChatTransport<UIMessage>({ api: `${baseURL}/api/ai-sdk/${block}/chat`, fetch: sessionFetch(baseURL), body });
+    }
+
+    function send(transport: ai5.DefaultChatTransport<UIMessage>, chatId: string, question: string, abortSignal?: AbortSignal) {
+      return transport.sendMessages({ chatId, messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal });
+    }
+
     async function finalMessage(stream: ReadableStream<UIMessageChunk>): Promise<UIMessage> {
       let last: UIMessage | undefined;
       for await (const message of readUIMessageStream({ stream, terminateOnError: true })) last = message;
@@ -77,13 +85,8 @@ for (const [version, sdk] of SDKS) {
     }
 
     test('ai sdk: the chat transport streams an answer the SDK assembles, with our metadata', async ({ baseURL, request }) => {
-      const transport = new DefaultChatTransport<UIMessage>({
-        api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
-      });
       const question = 'Why is the sky blue?';
-      const stream = await transport.sendMessages({
-        chatId: 'chat-answer', messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
-      });
+      const stream = await send(chat(baseURL!, 'ask_question'), 'chat-answer', question);
       const message = await finalMessage(stream);
       const expected = await wholeAnswer(request, 'ask_question', question);
       expect(message.role).toBe('assistant');
@@ -93,12 +96,7 @@ for (const [version, sdk] of SDKS) {
     });
 
     test('ai sdk: quiz questions arrive as data parts with stable ids, then the whole quiz', async ({ baseURL }) => {
-      const transport = new DefaultChatTransport<UIMessage>({
-        api: `${baseURL}/api/ai-sdk/quiz/chat`, fetch: sessionFetch(baseURL!), body: { options: { num_questions: 3 } },
-      });
-      const stream = await transport.sendMessages({
-        chatId: 'chat-quiz', messages: ask('Volcanoes'), trigger: 'submit-message', messageId: undefined, abortSignal: undefined,
-      });
+      const stream = await send(chat(baseURL!, 'quiz', { options: { num_questions: 3 } }), 'chat-quiz', 'Volcanoes');
       const message = await finalMessage(stream);
       const questions = message.parts.filter((part) => part.type === 'data-quiz-question');
       expect(questions).toHaveLength(3);
@@ -110,9 +108,7 @@ for (const [version, sdk] of SDKS) {
 
     async function startAndCut(transport: ai5.DefaultChatTransport<UIMessage>, chatId: string, question: string): Promise<UIMessage> {
       const aborted = new AbortController();
-      const stream = await transport.sendMessages({
-        chatId, messages: ask(question), trigger: 'submit-message', messageId: undefined, abortSignal: aborted.signal,
-      });
+      const stream = await send(transport, chatId, question, aborted.signal);
       let partial: UIMessage | undefined;
       for await (const message of readUIMessageStream({ stream })) {
         partial = message;
@@ -124,9 +120,7 @@ for (const [version, sdk] of SDKS) {
     }
 
     test('ai sdk: a page that reloads mid-stream resumes to the whole answer once, and 204 after the end', async ({ baseURL, request }) => {
-      const transport = new DefaultChatTransport<UIMessage>({
-        api: `${baseURL}/api/ai-sdk/ask_question/chat`, fetch: sessionFetch(baseURL!), body: { options },
-      });
+      const transport = chat(baseURL!, 'ask_question');
       const question = 'How do bees make honey?';
       await startAndCut(transport, 'chat-reload', question);
       const resumed = await transport.reconnectToStream({ chatId: 'chat-reload' }); // a fresh page holds nothing

@@ -9,6 +9,7 @@ when a stream is stopped or fails, for keeping the partial answer), and
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -44,7 +45,7 @@ class TextShaper:
         return BlockResult(block_type=self._block, text=text)
 
 
-class JSONItemsShaper:
+class JSONItemsShaper(ABC):
     """JSON output ``{"<key>": [item, item, ...]}``: one event the moment an item's closing
     brace arrives, validated with ``item_model``.
 
@@ -156,9 +157,10 @@ class JSONItemsShaper:
     def text(self) -> str:
         return to_json({self.key: [i.model_dump() for i in self.items]}).decode()
 
+    @abstractmethod
     def make_result(self, final: bool) -> BaseModel:
-        """The result model for the items so far (``final``: validated, raise ProviderBadOutput)."""
-        raise NotImplementedError
+        """The result model for the items so far (``final``: validated, raise ProviderBadOutput);
+        each block of items says what its result is."""
 
     def result(self) -> BaseModel:
         return self.make_result(final=False)
