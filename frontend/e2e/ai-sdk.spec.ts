@@ -175,12 +175,19 @@ test.describe('a useChat page', () => {
     await page.goto('/sdk-page/');
   }
 
-  test('it streams, reloads mid-stream and resumes without repeating a word', async ({ page, baseURL, request }) => {
+  /** Open the page, press Ask and wait for `words` words; returns the whole answer the server gives. */
+  async function askAndWait(page: Page, baseURL: string, request: APIRequestContext, words: number): Promise<string> {
     const expected = String((await wholeAnswer(request, 'ask_question', 'How do bees make honey?')).text);
-    await open(page, baseURL!);
+    await open(page, baseURL);
     await page.getByRole('button', { name: 'Ask' }).click();
     const answer = page.getByTestId('answer');
-    await expect.poll(async () => (await answer.textContent())?.split(' ').length ?? 0).toBeGreaterThan(6);
+    await expect.poll(async () => (await answer.textContent())?.split(' ').length ?? 0).toBeGreaterThan(words);
+    return expected;
+  }
+
+  test('it streams, reloads mid-stream and resumes without repeating a word', async ({ page, baseURL, request }) => {
+    const expected = await askAndWait(page, baseURL!, request, 6);
+    const answer = page.getByTestId('answer');
     expect(expected.startsWith((await answer.textContent()) ?? '')).toBe(true);
     await page.reload(); // the page is gone mid-stream; useChat({ resume: true }) reconnects
     await expect(answer).toHaveText(expected);
@@ -188,11 +195,8 @@ test.describe('a useChat page', () => {
   });
 
   test('stop ends the generation on the server, not only the fetch', async ({ page, baseURL, request }) => {
-    const expected = String((await wholeAnswer(request, 'ask_question', 'How do bees make honey?')).text);
-    await open(page, baseURL!);
-    await page.getByRole('button', { name: 'Ask' }).click();
+    const expected = await askAndWait(page, baseURL!, request, 4);
     const answer = page.getByTestId('answer');
-    await expect.poll(async () => (await answer.textContent())?.split(' ').length ?? 0).toBeGreaterThan(4);
     await page.getByRole('button', { name: 'Stop' }).click();
     await expect(page.getByTestId('status')).toHaveText('ready');
     const streamId = await page.getByTestId('stream').textContent();
