@@ -159,6 +159,30 @@ class Settings(BaseModel):
         20.0, "Messages per second one WebSocket may send (burst of one second); above it close 1008", ge=0
     )
     DAILY_TOKEN_BUDGET: int = _s(0, "Tokens (in + out) one client may use per UTC day (0: no budget)", ge=0)
+    IP_MAX_CONCURRENT_STREAMS: int = _s(
+        64,
+        "Running streams one client address (IPv6: its /64) may have at once over all its sessions; "
+        "a classroom behind one NAT address shares it; API-key clients are exempt (0: no limit)",
+        ge=0,
+    )
+    IP_DAILY_TOKEN_BUDGET: int = _s(
+        2_000_000,
+        "Tokens (in + out) one client address (IPv6: its /64) may use per UTC day over all its sessions; "
+        "API-key clients are exempt (0: no budget)",
+        ge=0,
+    )
+    METRICS_ENABLED: bool = _s(False, "Serve Prometheus metrics at /metrics (off: 404); scrape it from inside")
+    DOCS_ENABLED: bool = _s(False, "Serve Swagger UI at /docs, its assets from our own package (off: 404)")
+    FRAME_ANCESTORS: str = _s(
+        "none",
+        "CSP frame-ancestors: who may put the page or the API in a frame (none: nobody; "
+        "or space-separated self and origins, e.g. self https://lms.example.com)",
+        pattern=r"^(none|((self|https?://[A-Za-z0-9.*-]+(:\d+)?)( (self|https?://[A-Za-z0-9.*-]+(:\d+)?))*))$",
+        json_schema_extra={"allowed": "none, or space-separated self and origins like https://lms.example.com"},
+    )
+    HSTS_MAX_AGE_S: int = _s(
+        31_536_000, "Strict-Transport-Security max-age sent on responses served over HTTPS (0: no HSTS)", ge=0
+    )
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _s("INFO", "Lowest level logged")
     LOG_FORMAT: Literal["json", "console"] = _s("json", "Log lines as JSON objects, or readable text for development")
 
@@ -172,6 +196,8 @@ class Settings(BaseModel):
         "Allocations between young garbage collections (Python's default is 700); 0 keeps Python's settings",
         ge=0,
     )
+    TLS_CERTFILE: str = _s("", "PEM certificate (chain) to serve HTTPS and HTTP/2 on PORT; empty: plain HTTP")
+    TLS_KEYFILE: str = _s("", "PEM private key of TLS_CERTFILE")
     GRACEFUL_TIMEOUT_S: float = _s(10.0, "Seconds open streams get to finish on shutdown", ge=0)
     FRONTEND_DIST: str = _s("frontend/dist", "Built page served at /, relative to the project root")
 
@@ -200,6 +226,17 @@ class Settings(BaseModel):
     def _check_origins(cls, value: str) -> str:
         _origins(value)
         return value
+
+    @property
+    def frame_ancestors(self) -> str:
+        """``FRAME_ANCESTORS`` as CSP sources: the keywords quoted."""
+        return " ".join(f"'{w}'" if w in ("none", "self") else w for w in self.FRAME_ANCESTORS.split())
+
+    @field_validator("FRAME_ANCESTORS", mode="before")
+    @classmethod
+    def _unquote_keywords(cls, value: object) -> object:
+        """``'self'`` as written in a CSP is accepted too (``.env`` files strip one pair of quotes only)."""
+        return " ".join(value.replace("'", "").split()) if isinstance(value, str) else value
 
     @field_validator("API_KEYS")
     @classmethod
