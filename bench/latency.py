@@ -29,6 +29,7 @@ BENCH_ENV = {
     "RATE_LIMIT": "",
     "IP_RATE_LIMIT": "",
     "MAX_CONCURRENT_STREAMS": "0",
+    "IP_MAX_CONCURRENT_STREAMS": "0",
     "LOG_LEVEL": "WARNING",
     "SECRET_KEY": secrets.token_urlsafe(32),
 }

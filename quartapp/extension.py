@@ -44,7 +44,7 @@ from .asgi import HTTPConnection, SendTimeoutMiddleware, WebsocketConnection
 from .config import Settings, load_settings
 from .engine import Block, BlockRegistry, Engine
 from .errors import StrictJSON, json_bodies_only, register_error_handlers
-from .identity import Identities, current_identity, set_new_session_cookie
+from .identity import Identities, address_key, current_identity, set_new_session_cookie
 from .limits import Limits
 from .logging import install_request_logging, register_secrets, route_to_stdlib
 from .providers import Provider, make_provider
@@ -73,9 +73,9 @@ async def _client_key() -> str:
 
 
 async def _ip_key() -> str:
-    """The per-address start rate limit's key (behind proxies, set PROXY_TRUSTED_HOPS)."""
+    """The per-address start rate limit's key, IPv6 by /64 (behind proxies, set PROXY_TRUSTED_HOPS)."""
     connection = websocket if has_websocket_context() else request
-    return "ip:" + (connection.remote_addr or "unknown")
+    return "ip:" + address_key(connection.remote_addr)
 
 
 def _under(prefix: str) -> Callable[[str], bool]:

@@ -9,6 +9,10 @@
   A bearer header with any other key is ``401 invalid_api_key``: never a silent
   fallback to an anonymous session.
 
+Anonymous callers are also counted by their **address** (:func:`address_key`): a client
+that drops its cookie gets a new identity each time, but not a new address, so the
+per-address caps bind it. API-key clients are known and exempt from those.
+
 The owner a stream is bound to is a hash, ``s:`` + SHA-256 of the session id or
 ``k:`` + SHA-256 of the key (first 128 bits): the cookie and the key themselves are
 never stored, compared as plain text, or logged.
@@ -21,8 +25,10 @@ from instance A is a stranger on instance B.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -58,6 +64,8 @@ class Identity:
     kind: Literal["session", "key"]
     #: The signed cookie value to set: only for a session minted by this request.
     new_cookie: str | None = None
+    #: The per-address limits' key (:func:`address_key`); None for API-key clients (exempt).
+    address: str | None = None
 
     @property
     def short(self) -> str:
@@ -102,6 +110,20 @@ class Identities:
         return Identity("k:" + presented.hex()[:32], "key")
 
 
+def address_key(remote_addr: str | None) -> str:
+    """The key a client address is counted under: an IPv4 address as it is, an IPv6 address by
+    its /64 (what one subscriber or one host is given: hopping addresses inside it is free)."""
+    try:
+        address = ipaddress.ip_address((remote_addr or "").split("%", 1)[0])
+    except ValueError:
+        return "a:" + (remote_addr or "unknown")[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"a:{address.ipv4_mapped}"
+        return f"a:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"a:{address}"
+
+
 def _connection() -> tuple[Headers, str]:
     """The current request's or websocket's headers and scheme."""
     if has_websocket_context():
@@ -118,6 +140,9 @@ def current_identity() -> Identity:
         headers, _ = _connection()
         cookies = websocket.cookies if has_websocket_context() else request.cookies
         identity = services().identities.resolve(headers.get("Authorization"), cookies.get(COOKIE_NAME))
+        if identity.kind == "session":
+            remote = websocket.remote_addr if has_websocket_context() else request.remote_addr
+            identity = dataclasses.replace(identity, address=address_key(remote))
         g.identity = identity
     return identity
 

@@ -13,6 +13,10 @@
 - **Daily tokens** (``DAILY_TOKEN_BUDGET``): checked before any model call,
   charged with the stream's usage (input + output tokens) when it ends. A client
   may overshoot by what its streams running at that moment use.
+- **Per address** (``IP_MAX_CONCURRENT_STREAMS``, ``IP_DAILY_TOKEN_BUDGET``): the same
+  slots and budget again, counted for the caller's address (IPv6 by /64) over all its
+  anonymous sessions, so dropping the cookie is no way around them. API-key clients
+  are exempt (the caller passes no address).
 
 Redis-backed when ``STREAM_LOG=redis`` (shared by every instance), else in memory.
 """
@@ -183,10 +187,12 @@ class StartRateLimiter(RateLimiter):
 
 @dataclass(eq=False)
 class Lease:
-    """One admitted generation: its slot (if counted) and the tokens to charge when it ends."""
+    """One admitted generation: its slots (if counted) and the tokens to charge when it ends."""
 
     owner: str
     slot: str | None
+    address: str | None = None
+    address_slot: str | None = None
     tokens: int = 0
     released: bool = field(default=False)
 
@@ -348,12 +354,14 @@ class RedisBudget:
 
 
 class Limits:
-    """Admission for every model call: the daily budget, then a concurrency slot."""
+    """Admission for every model call: the daily budgets, then the concurrency slots."""
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.max_streams = settings.MAX_CONCURRENT_STREAMS
         self.budget_tokens = settings.DAILY_TOKEN_BUDGET
+        self.address_max_streams = settings.IP_MAX_CONCURRENT_STREAMS
+        self.address_budget_tokens = settings.IP_DAILY_TOKEN_BUDGET
         self._client = client
         self.slots: MemorySlots | RedisSlots
         self.budget: MemoryBudget | RedisBudget
@@ -406,40 +414,68 @@ class Limits:
         if self.limiter is not None and self.limiter.start_limits:
             await self.limiter.hit(list(self.limiter.start_limits))
 
-    async def admit(self, owner: str) -> Lease:
-        """Before a model call: raises :class:`LimitExceeded` (budget_exceeded, too_many_streams)."""
-        if self.budget_tokens:
-            used = await self.budget.used(owner)
-            if used >= self.budget_tokens:
-                log.info("budget exceeded", extra={"owner": owner[:10], "used": used})
-                raise LimitExceeded(
-                    "budget_exceeded",
-                    f"the daily budget of {self.budget_tokens} tokens is used up; it renews at 00:00 UTC",
-                    _seconds_to_midnight(),
+    async def admit(self, owner: str, address: str | None = None) -> Lease:
+        """Before a model call: raises :class:`LimitExceeded` (``budget_exceeded``,
+        ``too_many_streams``, and their ``address_`` kinds when ``address`` is over its caps).
+        ``address`` is the caller's address key; None (an API-key client) is not counted."""
+        address = address if address is not None and (self.address_max_streams or self.address_budget_tokens) else None
+        await self._check_budget(owner, self.budget_tokens, "budget_exceeded", "the daily budget")
+        if address is not None:
+            await self._check_budget(
+                address, self.address_budget_tokens, "address_budget_exceeded", "your network address's daily budget"
+            )
+        lease = Lease(owner, None, address)
+        lease.slot = await self._take_slot(
+            owner, self.max_streams, "too_many_streams", "streams are already running for you"
+        )
+        if address is not None:
+            try:
+                lease.address_slot = await self._take_slot(
+                    address,
+                    self.address_max_streams,
+                    "address_too_many_streams",
+                    "streams are already running from your network address (shared by everyone behind it)",
                 )
-        slot = None
-        if self.max_streams:
-            slot = secrets.token_hex(8)
-            if not await self.slots.acquire(owner, slot, self.max_streams):
-                log.info("too many streams", extra={"owner": owner[:10], "limit": self.max_streams})
-                raise LimitExceeded(
-                    "too_many_streams",
-                    f"{self.max_streams} streams are already running for you; stop one or wait for it to end",
-                    1,
-                )
-        return Lease(owner, slot)
+            except BaseException:
+                await self.release(lease)
+                raise
+        return lease
+
+    async def _check_budget(self, owner: str, budget: int, code: str, what: str) -> None:
+        if not budget:
+            return
+        used = await self.budget.used(owner)
+        if used >= budget:
+            log.info("budget exceeded", extra={"owner": owner[:10], "used": used, "code": code})
+            raise LimitExceeded(
+                code, f"{what} of {budget} tokens is used up; it renews at 00:00 UTC", _seconds_to_midnight()
+            )
+
+    async def _take_slot(self, owner: str, limit: int, code: str, what: str) -> str | None:
+        if not limit:
+            return None
+        slot = secrets.token_hex(8)
+        if not await self.slots.acquire(owner, slot, limit):
+            log.info("too many streams", extra={"owner": owner[:10], "limit": limit, "code": code})
+            raise LimitExceeded(code, f"{limit} {what}; stop one or wait for it to end", 1)
+        return slot
 
     async def release(self, lease: Lease) -> None:
-        """When the model call ended: free the slot, charge the tokens. Never raises."""
+        """When the model call ended: free the slots, charge the tokens. Never raises."""
         if lease.released:
             return
         lease.released = True
         try:
             if lease.slot is not None:
                 await self.slots.release(lease.owner, lease.slot)
-            if self.budget_tokens and lease.tokens > 0:
-                await self.budget.charge(lease.owner, lease.tokens)
-        except Exception as exc:  # Redis away: the slot expires by itself; the charge is lost
+            if lease.address is not None and lease.address_slot is not None:
+                await self.slots.release(lease.address, lease.address_slot)
+            if lease.tokens > 0:
+                if self.budget_tokens:
+                    await self.budget.charge(lease.owner, lease.tokens)
+                if lease.address is not None and self.address_budget_tokens:
+                    await self.budget.charge(lease.address, lease.tokens)
+        except Exception as exc:  # Redis away: the slots expire by themselves; the charge is lost
             log.warning("limits: could not release a lease: %r", exc)
 
     async def close(self) -> None:

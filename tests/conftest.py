@@ -63,6 +63,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "RATE_LIMIT": "",
     "IP_RATE_LIMIT": "",
     "MAX_CONCURRENT_STREAMS": 0,
+    "IP_MAX_CONCURRENT_STREAMS": 0,
+    "IP_DAILY_TOKEN_BUDGET": 0,
 }
 
 SettingsFactory = Callable[..., Settings]

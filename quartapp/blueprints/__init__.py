@@ -16,7 +16,7 @@ NAME = "ai"
 
 def make_blueprint(settings: Settings, url_prefix: str) -> Blueprint:
     """The extension's routes for one app: SSE routes only with SSE, the sockets only with
-    WebSocket (``STREAMING_BACKEND``), health and metrics always."""
+    WebSocket (``STREAMING_BACKEND``), metrics only with ``METRICS_ENABLED``, health always."""
     from . import ai_blocks, contract, health, streams
 
     parent = Blueprint(NAME, __name__, url_prefix=url_prefix or None)
@@ -24,6 +24,10 @@ def make_blueprint(settings: Settings, url_prefix: str) -> Blueprint:
     parent.register_blueprint(contract.bp)
     parent.register_blueprint(streams.bp)
     parent.register_blueprint(ai_blocks.bp)
+    if settings.METRICS_ENABLED:
+        from . import metrics
+
+        parent.register_blueprint(metrics.bp)
     if settings.sse_enabled:
         from . import ai_sdk
 

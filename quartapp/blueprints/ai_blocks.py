@@ -14,7 +14,7 @@ from quartapp.streams.events import parse_event_id
 from quartapp.streams.log import StreamInfo
 from quartapp.streams.manager import StreamNotFound
 
-from .identity import owner_id
+from .identity import client_address, owner_id
 from .sse import cursor_from_request, stream_response
 
 bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai-block")
@@ -39,7 +39,7 @@ async def complete(block_type: str, data: BlockBody) -> BlockResponse:
     require_block(block_type)
     core = services()
     block = core.engine.prepare(block_type, data.input, data.options.max_tokens, data.options.num_questions)
-    lease = await core.limits.admit(owner_id())  # before the model is called
+    lease = await core.limits.admit(owner_id(), client_address())  # before the model is called
     try:
         done = await core.engine.complete(block)
         lease.tokens = done.usage.input_tokens + done.usage.output_tokens
@@ -97,4 +97,4 @@ async def start_one_shot(block_type: str, query: OneShotQuery, owner: str) -> St
         raise APIError(422, "input_required", "give the text as exactly one of input, question or topic", "input")
     core = services()
     block = core.engine.prepare(block_type, texts[0], query.max_tokens, query.num_questions, query.interval_ms)
-    return await core.streams.start(block, owner)
+    return await core.streams.start(block, owner, client_address())

@@ -27,7 +27,7 @@ from quartapp.streams.sse import HEARTBEAT
 from quartapp.streams.ui_message_stream import DONE, HEADERS, UIMessageEncoder
 
 from .ai_blocks import require_block
-from .identity import owner_id
+from .identity import client_address, owner_id
 
 bp = Blueprint("ai_sdk", __name__, url_prefix="/api/ai-sdk")
 
@@ -102,7 +102,7 @@ async def chat(block_type: str, data: ChatRequest) -> Response:
     owner = owner_id()
     options = data.options
     request = core.engine.prepare(block_type, _user_text(data), options.max_tokens, options.num_questions)
-    info = await core.streams.start(request, owner)
+    info = await core.streams.start(request, owner, client_address())
     await core.streams.log.set_alias(owner, data.id, info.stream_id)  # the resume route's key, on any instance
     return _response(core, info.stream_id, owner, None)
 
@@ -118,7 +118,7 @@ async def completion(block_type: str, data: CompletionRequest) -> Response:
     owner = owner_id()
     options = data.options
     request = core.engine.prepare(block_type, data.prompt, options.max_tokens, options.num_questions)
-    info = await core.streams.start(request, owner)
+    info = await core.streams.start(request, owner, client_address())
     return _response(core, info.stream_id, owner, None)
 
 

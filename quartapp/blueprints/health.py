@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Blueprint, Response
+from quart import Blueprint
 from quart_schema import validate_response
 
 from quartapp.schemas import Health
@@ -28,10 +27,3 @@ async def readyz() -> tuple[Health, int]:
     checks = {"provider": await core.provider.ready(), "stream_log": await core.streams.log.healthy()}
     ok = all(checks.values())
     return Health(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
-
-
-@bp.get("/metrics")
-async def metrics() -> Response:
-    """Prometheus text format: active streams, TTFT, inter-token gaps, resumes, errors, log latency."""
-    registry = services().streams.metrics.registry
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

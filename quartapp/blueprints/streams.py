@@ -11,7 +11,7 @@ from quartapp.security import cross_site_checked, starts_generation
 from quartapp.state import services
 from quartapp.streams.log import StreamInfo
 
-from .identity import owner_id
+from .identity import client_address, owner_id
 from .sse import cursor_from_request, stream_response
 
 bp = Blueprint("streams", __name__, url_prefix="/api/streams")
@@ -53,7 +53,7 @@ async def start(data: StartStream) -> tuple[StreamCreated, int]:
     """Start generating a block; read it from ``events_url`` (SSE) or the WebSocket."""
     core = services()
     block = core.engine.prepare(data.block_type, data.input, data.options.max_tokens, data.options.num_questions)
-    info = await core.streams.start(block, owner_id())
+    info = await core.streams.start(block, owner_id(), client_address())
     return created(info), 201
 
 

@@ -50,7 +50,7 @@ from quartapp.streams.log import Deliver
 from quartapp.streams.manager import StreamNotFound
 
 from .ai_blocks import start_one_shot
-from .identity import owner_id
+from .identity import client_address, owner_id
 
 log = structlog.get_logger(__name__)
 
@@ -266,7 +266,7 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
                 message.block_type, message.input, message.options.max_tokens, message.options.num_questions
             )
             await core.limits.check_start_rate()
-            info = await core.streams.start(block, sock.owner)
+            info = await core.streams.start(block, sock.owner, client_address())
         except (APIError, RateLimitExceeded) as exc:
             error = to_api_error(exc)  # the same code and message as over HTTP
             await sock.reject(message.request_id, None, error.code, error.message, error.field)

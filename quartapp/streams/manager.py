@@ -119,12 +119,13 @@ class StreamManager:
 
     # -- producing ---------------------------------------------------------
 
-    async def start(self, request: BlockRequest, owner: str = "") -> StreamInfo:
+    async def start(self, request: BlockRequest, owner: str = "", address: str | None = None) -> StreamInfo:
         """Start producing. With limits: raises ``LimitExceeded`` before any model call when the
-        owner is over its daily budget or already runs its most concurrent streams."""
+        owner (or its ``address``, for an anonymous caller) is over its daily budget or already
+        runs its most concurrent streams."""
         stream_id = new_stream_id()
         run = self.engine.start(request, stream_id)
-        lease = await self.limits.admit(owner) if self.limits is not None else None
+        lease = await self.limits.admit(owner, address) if self.limits is not None else None
         try:
             info = await self.log.create(stream_id, owner, request.block_type)
         except BaseException:

@@ -52,6 +52,8 @@ _NO_LIMITS: dict[str, Any] = {
     "RATE_LIMIT": "",
     "IP_RATE_LIMIT": "",
     "MAX_CONCURRENT_STREAMS": 0,
+    "IP_MAX_CONCURRENT_STREAMS": 0,
+    "IP_DAILY_TOKEN_BUDGET": 0,
     "WS_MAX_MESSAGES_PER_S": 0,
     "DAILY_TOKEN_BUDGET": 0,
     "LOG_FORMAT": "console",

@@ -21,7 +21,7 @@ from quartapp.providers.base import Delta, GenerationRequest, ProviderError
 from quartapp.streams.manager import LOG_LATENCY_SAMPLE_MASK
 from tests.conftest import Server
 from tests.faults.support import client_for, make_settings, metric_value, start_app, wait_until
-from tests.helpers import read_sse, terminal_of
+from tests.helpers import assert_error, read_sse, terminal_of
 
 NAMES = (
     "ail_streams_active",
@@ -60,7 +60,7 @@ class FailOnRequest:
 
 @pytest.fixture(name="metered")
 async def _metered() -> Any:
-    server = await start_app(make_settings(), provider=FailOnRequest())  # type: ignore[arg-type]
+    server = await start_app(make_settings(METRICS_ENABLED=True), provider=FailOnRequest())  # type: ignore[arg-type]
     yield server
     await server.stop()
 
@@ -137,3 +137,11 @@ async def test_readyz_reports_the_stream_log(metered: Server) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["checks"]["stream_log"] is True, body
+
+
+async def test_metrics_are_not_served_unless_enabled(server: Server) -> None:
+    """Off by default: how busy the service is and which errors it had are not for the public."""
+    async with server.client() as client:
+        response = await client.get("/metrics")
+    assert_error(response, 404, "not_found", None)
+    assert "ail_streams_active" not in response.text

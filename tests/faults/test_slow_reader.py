@@ -251,6 +251,7 @@ async def test_memory_per_frozen_reader_is_bounded(tmp_path: Path) -> None:
         BIG_COUNT=str(COUNT),
         BIG_SIZE=str(SIZE),
         BIG_DELAY_S="0.5",
+        METRICS_ENABLED="true",
         **env,
     )
     pid = server.process.pid

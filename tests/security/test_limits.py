@@ -342,6 +342,103 @@ async def test_the_redis_budget_is_shared(redis_server: RedisServer) -> None:
         await two.close()
 
 
+# -- per address: strangers who drop their cookie -------------------------------------------------
+
+
+def stranger(server: Server, address: str = "127.0.0.1") -> httpx2.AsyncClient:
+    """A browser-like client with an empty cookie jar (a new anonymous identity) from ``address``."""
+    return browser(server, transport=httpx2.AsyncHTTPTransport(local_address=address))
+
+
+async def test_a_client_dropping_its_cookie_is_held_by_the_address_cap() -> None:
+    server = await start(
+        settings(
+            API_KEYS=ALL_KEYS, MAX_CONCURRENT_STREAMS=4, IP_MAX_CONCURRENT_STREAMS=3, SCRIPTED_TOKEN_INTERVAL_MS=20.0
+        )
+    )
+    clients: list[tuple[httpx2.AsyncClient, str]] = []
+    try:
+        for _ in range(3):  # each with a fresh cookie: three identities, one address
+            client = stranger(server)
+            response = await client.post("/api/streams", json=start_body(max_tokens=500))  # 10 s each
+            assert response.status_code == 201, response.text
+            assert "ail_session" in response.headers["set-cookie"]
+            clients.append((client, response.json()["stream_id"]))
+        request_id = new_request_id()
+        async with stranger(server) as fourth:
+            response = await fourth.post("/api/streams", json=start_body(), headers={"X-Request-ID": request_id})
+            assert_429(response, "address_too_many_streams")
+            assert "network address" in response.json()["error"]["message"]
+            assert not await provider_called_for(server, request_id, wait=0.1)
+            one_shot = await fourth.get("/api/stream/ai-block/quiz", params={"topic": "x"})
+            assert_429(one_shot, "address_too_many_streams")
+        async with await WSClient.open(server.ws_url + "/ws/streams", additional_headers={}) as ws:
+            reply = await ws.request({"type": "start", "block_type": "ask_question", "input": "hi", "request_id": "w"})
+            assert reply["type"] == "rejected" and reply["error"]["code"] == "address_too_many_streams", reply
+        async with stranger(server, "127.0.0.2") as elsewhere:  # another address is not held
+            response = await elsewhere.post("/api/streams", json=start_body(max_tokens=1))
+            assert response.status_code == 201, response.text
+        other_key, _ = await post_start(server, KEYS[0], max_tokens=1)  # an API-key client is exempt
+        assert other_key.status_code == 201, other_key.text
+        client, stream_id = clients.pop(0)  # a stopped stream gives the address its slot back
+        assert (await client.post(f"/api/streams/{stream_id}/stop")).status_code == 200
+        await client.aclose()
+        async with stranger(server) as again:
+            response = await again.post("/api/streams", json=start_body(max_tokens=1))
+            assert response.status_code == 201, response.text
+    finally:
+        for client, stream_id in clients:
+            await client.post(f"/api/streams/{stream_id}/stop")
+            await client.aclose()
+        await server.stop()
+
+
+async def test_the_address_budget_binds_every_identity_of_an_address() -> None:
+    server = await start(settings(IP_DAILY_TOKEN_BUDGET=100, SCRIPTED_TOKEN_INTERVAL_MS=0.0))
+    try:
+        used = 0
+        for _ in range(10):
+            async with stranger(server) as client:
+                response = await client.post("/api/streams", json=start_body(max_tokens=30))
+                if used >= 100:
+                    assert_429(response, "address_budget_exceeded")
+                    assert int(response.headers["retry-after"]) <= 86_400
+                    break
+                assert response.status_code == 201, (used, response.text)
+                read = await read_sse(client, response.json()["events_url"])
+                usage = terminal_of(read.events)["data"]["usage"]
+                used += usage["input_tokens"] + usage["output_tokens"]
+        else:
+            pytest.fail("the address budget never ran out")
+        async with stranger(server, "127.0.0.2") as elsewhere:
+            assert (await elsewhere.post("/api/streams", json=start_body(max_tokens=1))).status_code == 201
+    finally:
+        await server.stop()
+
+
+async def test_the_address_cap_holds_across_two_instances(redis_server: RedisServer) -> None:
+    a, b = await _pair(redis_server, IP_MAX_CONCURRENT_STREAMS=2)
+    clients: list[tuple[httpx2.AsyncClient, str]] = []
+    try:
+        statuses = []
+        for i in range(4):  # fresh identities, alternating instances, one address
+            client = stranger(a if i % 2 else b)
+            response = await client.post("/api/streams", json=start_body(max_tokens=500))
+            statuses.append(response.status_code)
+            if response.status_code == 201:
+                clients.append((client, response.json()["stream_id"]))
+            else:
+                assert_429(response, "address_too_many_streams")
+                await client.aclose()
+        assert statuses == [201, 201, 429, 429]
+    finally:
+        for client, stream_id in clients:
+            await client.post(f"/api/streams/{stream_id}/stop")
+            await client.aclose()
+        await a.stop()
+        await b.stop()
+
+
 # -- the socket's message rate -----------------------------------------------------------------
 
 
