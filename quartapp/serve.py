@@ -135,6 +135,11 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings=settings)
+    try:
+        config = hypercorn_config(settings)  # first: a bad TLS pair stops start-up before any work
+    except SettingsError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     if not settings.SECRET_KEY:
         logging.getLogger("quartapp").warning(
             "SECRET_KEY is not set: sessions are signed with a random key, valid for this process only; "
@@ -142,11 +147,6 @@ def main() -> None:
         )
     from .app import create_app
 
-    try:
-        config = hypercorn_config(settings)  # first: a bad TLS pair stops start-up before any work
-    except SettingsError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
     app = create_app(settings)
     tune_gc(settings)
     scheme = "https" if config.ssl_enabled else "http"
