@@ -2,6 +2,7 @@ import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react
 import { fetchStreamStatus } from './ai/api.ts';
 import { BLOCK_TYPES, type BlockType } from './ai/events.ts';
 import { TRANSPORT_LABELS, createTransport } from './ai/streamClient.ts';
+import { StreamAnnouncer } from './ai/announcer.ts';
 import { StreamTransportProvider } from './ai/streamHooks.ts';
 import { failureOf, type StreamTransport, type TransportKind } from './ai/transport.ts';
 import { AskQuestionBlock } from './components/AskQuestionBlock.tsx';
@@ -82,53 +83,55 @@ export function App({ makeTransport = createTransport }: AppProps) {
 
   return (
     <StreamTransportProvider transport={transport}>
-      <header className="page-header aib-scope">
-        <div>
-          <p className="eyebrow">Lesson</p>
-          <h1>{TOPIC}</h1>
-          <p className="lead">How plants turn sunlight, water and air into sugar, with four AI helpers that answer as they think.</p>
-        </div>
-        <div className="controls">
-          <fieldset className="transport-switch">
-            <legend>Transport</legend>
-            {KINDS.map((k) => (
-              <label key={k}>
-                <input type="radio" name="transport" value={k} checked={kind === k} onChange={() => chooseKind(k)} />
-                {TRANSPORT_LABELS[k]}
-              </label>
-            ))}
-          </fieldset>
-          <form className="join-form" onSubmit={submitJoin}>
-            <label htmlFor="join-stream">Join a running stream</label>
-            <div className="input-row">
-              <input
-                id="join-stream"
-                value={joinInput}
-                onChange={(e) => setJoinInput(e.target.value)}
-                placeholder="stream id"
-                spellCheck={false}
-              />
-              <button type="submit" className="secondary" disabled={!joinInput.trim()}>
-                Join
-              </button>
-            </div>
-            {joinMessage ? (
-              <p className="join-message" role="status">
-                {joinMessage}
-              </p>
-            ) : null}
-          </form>
-        </div>
-      </header>
-      <main className="blocks">
-        <AskQuestionBlock topic={TOPIC} join={joins.ask_question ?? null} />
-        <ExplainELI10Block topic={TOPIC} join={joins.explain_eli10 ?? null} />
-        <QuizBlock topic={TOPIC} join={joins.quiz ?? null} />
-        <DiagramBlock topic={TOPIC} join={joins.diagram ?? null} />
-      </main>
-      <footer className="page-footer">
-        Answers stream over {TRANSPORT_LABELS[kind]}; switching transport mid-answer resumes from the same event.
-      </footer>
+      <StreamAnnouncer>
+        <header className="page-header aib-scope">
+          <div>
+            <p className="eyebrow">Lesson</p>
+            <h1>{TOPIC}</h1>
+            <p className="lead">How plants turn sunlight, water and air into sugar, with four AI helpers that answer as they think.</p>
+          </div>
+          <div className="controls">
+            <fieldset className="transport-switch">
+              <legend>Transport</legend>
+              {KINDS.map((k) => (
+                <label key={k}>
+                  <input type="radio" name="transport" value={k} checked={kind === k} onChange={() => chooseKind(k)} />
+                  {TRANSPORT_LABELS[k]}
+                </label>
+              ))}
+            </fieldset>
+            <form className="join-form" onSubmit={submitJoin}>
+              <label htmlFor="join-stream">Join a running stream</label>
+              <div className="input-row">
+                <input
+                  id="join-stream"
+                  value={joinInput}
+                  onChange={(e) => setJoinInput(e.target.value)}
+                  placeholder="stream id"
+                  spellCheck={false}
+                />
+                <button type="submit" className="secondary" disabled={!joinInput.trim()}>
+                  Join
+                </button>
+              </div>
+              {joinMessage ? (
+                <p className="join-message" role="status">
+                  {joinMessage}
+                </p>
+              ) : null}
+            </form>
+          </div>
+        </header>
+        <main className="blocks">
+          <AskQuestionBlock topic={TOPIC} join={joins.ask_question ?? null} />
+          <ExplainELI10Block topic={TOPIC} join={joins.explain_eli10 ?? null} />
+          <QuizBlock topic={TOPIC} join={joins.quiz ?? null} />
+          <DiagramBlock topic={TOPIC} join={joins.diagram ?? null} />
+        </main>
+        <footer className="page-footer">
+          Answers stream over {TRANSPORT_LABELS[kind]}; switching transport mid-answer resumes from the same event.
+        </footer>
+      </StreamAnnouncer>
     </StreamTransportProvider>
   );
 }

@@ -25,7 +25,14 @@ export {
   type AIBlockStreaming,
   type UseAIStreamingOptions,
   type FrameScheduler,
+  type StreamOutputProps,
+  type StreamBlockProps,
+  type StopKeyEvent,
 } from './ai/streamHooks.ts';
+
+// -- accessibility: the page's announcer and the moments it says ------------------
+export { StreamAnnouncer, useAnnounce, useAnnouncer, ANNOUNCER_HISTORY, type Announcer, type StreamAnnouncerProps } from './ai/announcer.ts';
+export { streamMoment, momentText, BLOCK_LABELS, type StreamMoment, type StreamMomentKind } from './ai/moments.ts';
 export {
   reduce,
   initialStreamState,

@@ -6,6 +6,13 @@
  * Rendering: events go into a buffer that is flushed on the next animation
  * frame, so a stream commits to React at most once per frame however fast
  * tokens arrive, and a replayed backlog or a snapshot lands in one commit.
+ *
+ * Accessibility (issue 17): each hook names the moment its stream is in
+ * (`moment`, `announcement`: started, queued, question ready, done, stopped,
+ * failed; stable across tokens) and says it once into the page's
+ * `StreamAnnouncer`, if there is one; `outputProps` make the streaming output
+ * a log that is not read token by token, and `blockProps` stop the stream on
+ * Escape from anywhere inside the block.
  */
 import {
   createContext,
@@ -14,11 +21,14 @@ import {
   useContext,
   useEffect,
   useLayoutEffect,
+  useMemo,
   useRef,
   useState,
   type ReactNode,
 } from 'react';
 import type { BlockOptions, BlockType, StartRequest } from './events.ts';
+import { useAnnouncer } from './announcer.ts';
+import { BLOCK_LABELS, momentText, streamMoment, type StreamMoment } from './moments.ts';
 import { initialStreamState, reduce, type AIStreamState, type StreamAction } from './streamState.ts';
 import { failureOf, type StreamHandle, type StreamHandlers, type StreamTransport } from './transport.ts';
 
@@ -49,6 +59,30 @@ export interface UseAIStreamingOptions {
   /** Overrides the transport from `StreamTransportProvider`. */
   transport?: StreamTransport;
   frames?: FrameScheduler;
+  /** The block's name in announcements ("Quiz: question 2 of 5 ready."); by default its block type's title. */
+  label?: string;
+  /** Say the stream's moments into the enclosing `StreamAnnouncer` (default true). */
+  announce?: boolean;
+}
+
+/** Props for the element that shows the streaming output: a log that screen readers do not read token by token. */
+export interface StreamOutputProps {
+  role: 'log';
+  'aria-live': 'off';
+  /** True while the stream runs (connecting or streaming). */
+  'aria-busy': boolean;
+}
+
+/** The key event `blockProps.onKeyDown` needs (a React `KeyboardEvent` is one). */
+export interface StopKeyEvent {
+  key: string;
+  defaultPrevented: boolean;
+  preventDefault(): void;
+}
+
+/** Props for the block's container: Escape inside it stops its running stream, as the Stop button does. */
+export interface StreamBlockProps {
+  onKeyDown(event: StopKeyEvent): void;
 }
 
 export interface AIStreaming extends AIStreamState {
@@ -63,6 +97,16 @@ export interface AIStreaming extends AIStreamState {
   /** The connection was lost but the stream may still be running: `retry` resumes it. */
   canContinue: boolean;
   canRetry: boolean;
+  /** Connecting or streaming. */
+  running: boolean;
+  /** The moment the stream is in (null while idle); its `key` changes once per moment, never per token. */
+  moment: StreamMoment | null;
+  /** What the announcer says for `moment` ("Quiz: question 2 of 5 ready."); '' while idle. */
+  announcement: string;
+  /** Spread on the element showing the streaming output. */
+  outputProps: StreamOutputProps;
+  /** Spread on the block's container (Escape stops the stream). */
+  blockProps: StreamBlockProps;
 }
 
 interface Internals {
@@ -219,6 +263,36 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
   // Unmount: close the connection and drop the pending frame.
   useEffect(() => () => detach(), [detach]);
 
+  const running = state.status === 'connecting' || state.status === 'streaming';
+  const total = state.blockType === 'quiz' ? (r.request?.options?.num_questions ?? null) : null;
+  const moment = streamMoment(state, total);
+  const momentKey = moment?.key ?? null;
+  const label = options.label ?? (state.blockType ? BLOCK_LABELS[state.blockType] : 'Answer');
+  // the same object for as long as the moment lasts: tokens do not change it
+  const stableMoment = useMemo(() => moment, [momentKey, total]);
+  const announcement = useMemo(() => momentText(label, stableMoment), [label, stableMoment]);
+
+  // Said once per moment: a label that changes mid-moment (a joined stream's block type arriving) is not said again.
+  const announcer = useAnnouncer();
+  const announcing = options.announce !== false;
+  const labelRef = useRef(label);
+  labelRef.current = label;
+  useEffect(() => {
+    if (announcing && announcer !== null && stableMoment !== null) announcer.announce(momentText(labelRef.current, stableMoment));
+  }, [announcing, announcer, stableMoment]);
+
+  const outputProps = useMemo<StreamOutputProps>(() => ({ role: 'log', 'aria-live': 'off', 'aria-busy': running }), [running]);
+  const blockProps = useMemo<StreamBlockProps>(
+    () => ({
+      onKeyDown(event) {
+        if (event.key !== 'Escape' || event.defaultPrevented || !running) return;
+        event.preventDefault();
+        void stop();
+      },
+    }),
+    [running, stop],
+  );
+
   return {
     ...state,
     start,
@@ -227,6 +301,11 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     join,
     canContinue: resumable(state),
     canRetry: retriable(state) && (r.request !== null || state.streamId !== null),
+    running,
+    moment: stableMoment,
+    announcement,
+    outputProps,
+    blockProps,
   };
 }
 
@@ -249,7 +328,7 @@ export interface AIBlockStreaming extends AIStreaming {
 
 /** `useAIStreaming` for one block: `text` for ask/ELI10, `questions` for a quiz, `source` for a diagram. */
 export function useAIBlockStreaming(blockType: BlockType, options: UseAIStreamingOptions = {}): AIBlockStreaming {
-  const streaming = useAIStreaming(options);
+  const streaming = useAIStreaming({ ...options, label: options.label ?? BLOCK_LABELS[blockType] });
   const { start } = streaming;
   const run = useCallback(
     (input: string, blockOptions?: BlockOptions) =>

@@ -1,4 +1,5 @@
 import { useEffect, useMemo, type ReactNode } from 'react';
+import { StreamAnnouncer } from '../ai/announcer.ts';
 import { createTransport, type CreateTransportOptions } from '../ai/streamClient.ts';
 import { StreamTransportProvider } from '../ai/streamHooks.ts';
 import type { StreamTransport, TransportKind } from '../ai/transport.ts';
@@ -13,6 +14,12 @@ export interface AIBlocksProviderProps {
   transportOptions?: Omit<CreateTransportOptions, 'baseUrl'>;
   /** The "Open in new tab" link of a running block (`?stream=<id>` by default); return null to hide it. */
   shareLink?: ShareLink;
+  /**
+   * Render the page's polite announcer (a visually hidden `aria-live="polite"` region, `StreamAnnouncer`) that
+   * says each block's moments: started, queued, question ready, done, stopped, failed. Default true; one
+   * already above (another provider, or your own `StreamAnnouncer`) is used instead of a second one.
+   */
+  announcer?: boolean;
   children?: ReactNode;
 }
 
@@ -21,13 +28,20 @@ export interface AIBlocksProviderProps {
  * under `baseUrl`, made once per (transport, baseUrl) and disposed on change or unmount.
  * To inject a transport of your own, use `StreamTransportProvider` instead.
  */
-export function AIBlocksProvider({ baseUrl = '', transport = 'sse', transportOptions, shareLink = defaultShareLink, children }: AIBlocksProviderProps) {
+export function AIBlocksProvider({
+  baseUrl = '',
+  transport = 'sse',
+  transportOptions,
+  shareLink = defaultShareLink,
+  announcer = true,
+  children,
+}: AIBlocksProviderProps) {
   // transportOptions is read when the transport is made: change baseUrl or transport to make a new one.
   const made: StreamTransport = useMemo(() => createTransport(transport, { ...transportOptions, baseUrl }), [transport, baseUrl]);
   useEffect(() => () => made.dispose?.(), [made]);
   return (
     <ShareLinkContext.Provider value={shareLink}>
-      <StreamTransportProvider transport={made}>{children}</StreamTransportProvider>
+      <StreamTransportProvider transport={made}>{announcer ? <StreamAnnouncer>{children}</StreamAnnouncer> : children}</StreamTransportProvider>
     </ShareLinkContext.Provider>
   );
 }

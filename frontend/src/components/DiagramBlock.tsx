@@ -48,7 +48,7 @@ export function DiagramBlock({ topic, join }: BlockProps) {
   const serverErrors = stream.diagram && !stream.diagram.valid ? stream.diagram.errors : [];
 
   return (
-    <section className="aib-block" aria-labelledby={titleId} data-block="diagram" data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={titleId} data-block="diagram" data-status={stream.status} {...stream.blockProps}>
       <h2 id={titleId}>Diagram</h2>
       <p className="block-description">A Mermaid flowchart: the source streams in, the picture is drawn when it is complete.</p>
       <form className="ask-form" onSubmit={submit}>
@@ -94,7 +94,7 @@ export function DiagramBlock({ topic, join }: BlockProps) {
             </pre>
           </details>
         ) : (
-          <pre className={running ? 'source streaming' : 'source'} aria-live="polite" aria-busy={running} aria-label="Mermaid source">
+          <pre className={running ? 'source streaming' : 'source'} {...stream.outputProps} aria-label="Mermaid source">
             <code data-testid="diagram-source">{stream.source}</code>
             {running ? <span className="caret" aria-hidden="true" /> : null}
           </pre>

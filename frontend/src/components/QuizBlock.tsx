@@ -59,7 +59,7 @@ export function QuizBlock({ topic, join }: BlockProps) {
   const inputId = useId();
   const countId = useId();
   const titleId = useId();
-  const running = stream.status === 'connecting' || stream.status === 'streaming';
+  const { running } = stream;
 
   const { join: follow, streamId } = stream;
   useEffect(() => {
@@ -83,7 +83,7 @@ export function QuizBlock({ topic, join }: BlockProps) {
   const finished = stream.status === 'done' && questions.length > 0 && answered === questions.length;
 
   return (
-    <section className="aib-block" aria-labelledby={titleId} data-block="quiz" data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={titleId} data-block="quiz" data-status={stream.status} {...stream.blockProps}>
       <h2 id={titleId}>Quiz</h2>
       <p className="block-description">Questions arrive one by one; pick an answer to see whether it is right and why.</p>
       <form className="ask-form" onSubmit={submit}>
@@ -107,17 +107,19 @@ export function QuizBlock({ topic, join }: BlockProps) {
       </form>
       <StreamStatusBar stream={stream} countLabel={questions.length === 1 ? 'question' : 'questions'} count={questions.length} />
       {stream.status === 'idle' ? <p className="placeholder">Your questions appear here.</p> : null}
-      <ol className="quiz" aria-live="polite" aria-busy={running}>
-        {questions.map((question, i) => (
-          <QuestionCard
-            key={i}
-            index={i}
-            question={question}
-            picked={picks[i]}
-            onPick={(choice) => setPicks((p) => (p[i] === undefined ? { ...p, [i]: choice } : p))}
-          />
-        ))}
-      </ol>
+      <div className="quiz-output" {...stream.outputProps} aria-label="Quiz questions" data-testid="quiz-output">
+        <ol className="quiz">
+          {questions.map((question, i) => (
+            <QuestionCard
+              key={i}
+              index={i}
+              question={question}
+              picked={picks[i]}
+              onPick={(choice) => setPicks((p) => (p[i] === undefined ? { ...p, [i]: choice } : p))}
+            />
+          ))}
+        </ol>
+      </div>
       {running ? (
         <p className="writing">
           Writing question {questions.length + 1}
@@ -125,7 +127,7 @@ export function QuizBlock({ topic, join }: BlockProps) {
         </p>
       ) : null}
       {questions.length > 0 ? (
-        <p className="score" data-testid="score" aria-live="polite">
+        <p className="score" data-testid="score">
           {finished
             ? `Your score: ${score} / ${questions.length}`
             : `Answered ${answered} of ${questions.length}${running ? ' so far' : ''}`}

@@ -1,4 +1,4 @@
-import { createContext, useContext } from 'react';
+import { createContext, useContext, useLayoutEffect, useRef } from 'react';
 import type { AIStreaming } from '../ai/streamHooks.ts';
 
 /** The "Open in new tab" link of a running stream; null hides it. */
@@ -38,14 +38,29 @@ interface Props {
   count?: number;
 }
 
-/** Status, token count, provider, and the stop / retry / share controls of one block. */
+/**
+ * Status, token count, provider, and the stop / retry / share controls of one block.
+ * When the stream ends with focus on the Stop button (clicked, or Escape), the button goes and focus
+ * moves to Retry, or else to the block's submit button, rather than to the page's top.
+ */
 export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props) {
   const running = stream.status === 'connecting' || stream.status === 'streaming';
   const shown = count ?? stream.outputTokens;
   const shareLink = useContext(ShareLinkContext);
   const shareHref = stream.streamId ? shareLink(stream.streamId) : null;
+  const bar = useRef<HTMLDivElement>(null);
+  const stopFocused = useRef(false);
+  useLayoutEffect(() => {
+    if (running || !stopFocused.current) return;
+    stopFocused.current = false;
+    const active = document.activeElement;
+    if (active !== null && active !== document.body) return; // focus went somewhere on purpose
+    const retry = bar.current?.querySelector<HTMLButtonElement>('button[data-action="retry"]');
+    const submit = bar.current?.closest('.aib-block')?.querySelector<HTMLButtonElement>('button[type="submit"]:not(:disabled)');
+    (retry ?? submit)?.focus();
+  }, [running]);
   return (
-    <div className="status-bar">
+    <div className="status-bar" ref={bar}>
       <span className={`badge badge-${stream.status}`} data-testid="status" data-status={stream.status}>
         {statusLabel(stream)}
       </span>
@@ -60,12 +75,23 @@ export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props)
       ) : null}
       <span className="spacer" />
       {running ? (
-        <button type="button" className="secondary" onClick={() => void stream.stop()}>
+        <button
+          type="button"
+          className="secondary"
+          aria-keyshortcuts="Escape"
+          title="Stop (Esc)"
+          onFocus={() => (stopFocused.current = true)}
+          onBlur={(event) => {
+            // a removed button's blur has no related target: that one is the focus to put back
+            if (event.relatedTarget !== null) stopFocused.current = false;
+          }}
+          onClick={() => void stream.stop()}
+        >
           Stop
         </button>
       ) : null}
       {stream.canRetry ? (
-        <button type="button" className="secondary" onClick={() => stream.retry()}>
+        <button type="button" className="secondary" data-action="retry" onClick={() => stream.retry()}>
           {stream.canContinue ? 'Continue' : 'Retry'}
         </button>
       ) : null}
@@ -78,13 +104,13 @@ export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props)
   );
 }
 
-/** The error or notice under a block, if any. */
+/** The error or notice under a block, if any (the page's announcer says a failure: this one is not a live region). */
 export function StreamMessages({ stream }: { stream: AIStreaming }) {
   return (
     <>
       {stream.notice ? <p className="notice">{stream.notice}</p> : null}
       {stream.error ? (
-        <p className="error" role="alert">
+        <p className="error" data-testid="stream-error">
           {stream.canContinue ? 'The connection was lost; the answer so far is kept. ' : null}
           {stream.error.message}
           {stream.error.code ? <code className="error-code"> ({stream.error.code})</code> : null}

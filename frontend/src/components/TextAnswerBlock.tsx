@@ -32,11 +32,11 @@ export interface TextAnswerBlockProps {
 /** A question or topic in, a streamed Markdown answer out (ask and ELI10 share it). */
 export function TextAnswerBlock(props: TextAnswerBlockProps) {
   const { blockType, title, description, inputLabel, submitLabel, defaultInput, maxTokens, join } = props;
-  const stream = useAIBlockStreaming(blockType);
+  const stream = useAIBlockStreaming(blockType, { label: title });
   const [input, setInput] = useState(defaultInput);
   const inputId = useId();
   const answerId = useId();
-  const running = stream.status === 'connecting' || stream.status === 'streaming';
+  const { running } = stream;
 
   const { join: follow } = stream;
   useEffect(() => {
@@ -50,7 +50,7 @@ export function TextAnswerBlock(props: TextAnswerBlockProps) {
   };
 
   return (
-    <section className="aib-block" aria-labelledby={`${answerId}-title`} data-block={blockType} data-status={stream.status}>
+    <section className="aib-block" aria-labelledby={`${answerId}-title`} data-block={blockType} data-status={stream.status} {...stream.blockProps}>
       <h2 id={`${answerId}-title`}>{title}</h2>
       <p className="block-description">{description}</p>
       <form className="ask-form" onSubmit={submit}>
@@ -67,8 +67,7 @@ export function TextAnswerBlock(props: TextAnswerBlockProps) {
         className="answer"
         id={answerId}
         data-testid="answer"
-        aria-live="polite"
-        aria-busy={running}
+        {...stream.outputProps}
         aria-label={`${title}: answer`}
       >
         {stream.status === 'idle' ? (
