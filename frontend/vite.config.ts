@@ -6,6 +6,9 @@ const backend = process.env.BACKEND_URL ?? 'http://127.0.0.1:8000';
 export default defineConfig({
   base: '/',
   plugins: [react()],
+  // The page is served with a fresh nonce in place of this (quartapp/blueprints/pages.py): Vite puts it on
+  // the tags it writes and in <meta property="csp-nonce">, where mermaidRender.ts finds it for Mermaid's sheet.
+  html: { cspNonce: '__CSP_NONCE__' },
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

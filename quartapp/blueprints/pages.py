@@ -1,4 +1,9 @@
-"""The built learning page (``frontend/dist``), served at ``/`` by the same process."""
+"""The built learning page (``frontend/dist``), served at ``/`` by the same process.
+
+The page is served with a fresh CSP nonce in place of the build's placeholder, under the
+page's policy (``quartapp/headers.py``), and without validators: a 304 would keep an old
+body, whose nonce the new policy no longer names.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 
 from quart import Blueprint, Response, send_from_directory
 
+from quartapp import headers
 from quartapp.config import ROOT, Settings
 from quartapp.errors import APIError
 from quartapp.identity import current_identity
@@ -25,6 +31,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
     if not (dist / "index.html").is_file() and (INSTALLED_PAGE / "index.html").is_file():
         dist = INSTALLED_PAGE  # an installed wheel carries the page inside the package
     bp = Blueprint("pages", __name__)
+    headers.install(bp, settings)  # the page brings its own policy; its assets and errors get the API's
+    built: dict[int, str] = {}  # index.html by modification time: read once per build
 
     @bp.get("/")
     async def index() -> Response:
@@ -33,8 +41,15 @@ def make_blueprint(settings: Settings) -> Blueprint:
                 404, "frontend_not_built", f"no built page at {dist}; run the README's run command to build it"
             )
         current_identity()  # the page's first response brings the session cookie (its socket sends it back)
-        response = await send_from_directory(dist, "index.html")
+        page = dist / "index.html"
+        mtime = page.stat().st_mtime_ns
+        if mtime not in built:
+            built.clear()
+            built[mtime] = page.read_text(encoding="utf-8")
+        nonce = headers.new_nonce()
+        response = Response(built[mtime].replace(headers.NONCE_PLACEHOLDER, nonce), mimetype="text/html")
         response.headers["Cache-Control"] = "no-cache"
+        response.headers["Content-Security-Policy"] = headers.with_frame_ancestors(headers.page_policy(nonce), settings)
         return response
 
     @bp.get("/assets/<path:name>")

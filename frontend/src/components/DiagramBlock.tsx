@@ -64,8 +64,8 @@ export function DiagramBlock({ topic, join }: BlockProps) {
       {stream.status === 'idle' ? <p className="placeholder">The diagram appears here.</p> : null}
       {rendered !== null ? (
         <figure className="diagram" data-testid="diagram">
-          {/* Mermaid's own output in strict mode (sanitised by its DOMPurify), not model text. */}
-          <div className="diagram-svg" dangerouslySetInnerHTML={{ __html: rendered }} />
+          {/* Mermaid's own output in strict mode (sanitised by its DOMPurify), built as DOM (see mermaidRender.ts). */}
+          <div className="diagram-svg" ref={(el) => void (el && el.firstChild !== rendered && el.replaceChildren(rendered))} />
           <figcaption className="visually-hidden">Diagram of {input}</figcaption>
         </figure>
       ) : null}
