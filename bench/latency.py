@@ -30,6 +30,7 @@ BENCH_ENV = {
     "IP_RATE_LIMIT": "",
     "MAX_CONCURRENT_STREAMS": "0",
     "IP_MAX_CONCURRENT_STREAMS": "0",
+    "SHARED_GENERATIONS": "false",
     "LOG_LEVEL": "WARNING",
     "SECRET_KEY": secrets.token_urlsafe(32),
 }

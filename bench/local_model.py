@@ -129,7 +129,13 @@ async def run(base_url: str, levels: list[int], rounds: int, max_tokens: int) ->
 def serve_and_run(parallel: int, levels: list[int], rounds: int, max_tokens: int) -> list[dict[str, Any]]:
     port = free_port()
     env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port), "LOCAL_PARALLEL": str(parallel)}
-    env |= {"MAX_CONCURRENT_STREAMS": "0", "IP_MAX_CONCURRENT_STREAMS": "0", "RATE_LIMIT": "", "IP_RATE_LIMIT": ""}
+    env |= {
+        "MAX_CONCURRENT_STREAMS": "0",
+        "IP_MAX_CONCURRENT_STREAMS": "0",
+        "SHARED_GENERATIONS": "false",
+        "RATE_LIMIT": "",
+        "IP_RATE_LIMIT": "",
+    }
     server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         wait_ready(port)

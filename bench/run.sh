@@ -30,7 +30,7 @@ fi
 # Per-client limits off (the load comes from one address, anonymous) and request logs at warning
 # (the peers log nothing per request): the streaming path is what is measured.
 product="env AI_PROVIDER=scripted EVENT_TIMESTAMPS=true COALESCE_MAX_TOKENS=1 MAX_TOKENS=32768 STREAM_DETACH_GRACE_S=5"
-product="$product STREAM_RETENTION_S=5 RATE_LIMIT= IP_RATE_LIMIT= MAX_CONCURRENT_STREAMS=0 IP_MAX_CONCURRENT_STREAMS=0 IP_DAILY_TOKEN_BUDGET=0 LOG_LEVEL=WARNING"
+product="$product STREAM_RETENTION_S=5 RATE_LIMIT= IP_RATE_LIMIT= MAX_CONCURRENT_STREAMS=0 IP_MAX_CONCURRENT_STREAMS=0 IP_DAILY_TOKEN_BUDGET=0 SHARED_GENERATIONS=false LOG_LEVEL=WARNING"
 product="$product SECRET_KEY=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')"  # the run's own
 product_uvloop="$product WORKER_CLASS=uvloop PORT={port} $root/.venv/bin/python -m quartapp"
 product="$product PORT={port} $root/.venv/bin/python -m quartapp"

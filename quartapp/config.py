@@ -113,6 +113,17 @@ class Settings(BaseModel):
     EVENT_TIMESTAMPS: bool = _s(
         False, "Add the server time (ns) a token was taken from the provider to token events, as t"
     )
+    SHARED_GENERATIONS: bool = _s(
+        True,
+        "Identical requests (block, input up to case and spaces, options, model) share one generation: "
+        "a request while it runs reads it from the start, one after it completed replays it",
+    )
+    SHARED_CACHE_TTL_S: float = _s(
+        300.0,
+        "Seconds a completed generation is replayed to identical requests (at most STREAM_RETENTION_S; 0: only "
+        "generations still running are shared)",
+        ge=0,
+    )
     SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
 
     # Security: identity, cross-site checks, limits (see the README's Security section)

@@ -65,6 +65,7 @@ TEST_SETTINGS: dict[str, Any] = {
     "MAX_CONCURRENT_STREAMS": 0,
     "IP_MAX_CONCURRENT_STREAMS": 0,
     "IP_DAILY_TOKEN_BUDGET": 0,
+    "SHARED_GENERATIONS": False,  # tests/streams/test_sharing.py turns it on
 }
 
 SettingsFactory = Callable[..., Settings]

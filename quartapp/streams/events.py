@@ -81,6 +81,12 @@ class StartData(_Payload):
     model: str
     scripted: bool = Field(description="True when the text is scripted test output, not a model's")
     notice: str | None = Field(default=None, description="Human note, e.g. that the provider is scripted")
+    shared: bool = Field(
+        default=False, description="Present and true when this stream reads a generation shared with other requests"
+    )
+    cached: bool = Field(
+        default=False, description="Present and true when that generation had completed: the stream replays at once"
+    )
 
 
 class QueuedData(_Payload):

@@ -28,17 +28,21 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 from quart.globals import _cv_app, _cv_request, _cv_websocket
 
 from ..config import Settings
-from ..engine import BlockRequest, Engine, Run
+from ..engine import BlockRequest, Engine
+from ..engine.runner import StreamingDisabled
 from ..errors import APIError
 from ..limits import Lease, Limits
 from ..metrics import Metrics
+from ..providers.base import Usage
 from .events import TERMINAL, Entry, parse_event_id
 from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
+from .sharing import ALIAS_OWNER, GENERATION_OWNER, Found, MirrorRun, generation_key
 
 #: How long a stop waits for a producer on another instance to log its end.
 STOP_WAIT_S = 5.0
@@ -62,16 +66,33 @@ READ_PAGE = 256
 LOG_LATENCY_SAMPLE_MASK = 15
 
 
+class Producing(Protocol):
+    """What a producer runs: an engine :class:`~quartapp.engine.Run`, or a :class:`MirrorRun`."""
+
+    request: BlockRequest
+
+    def events(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]: ...
+
+    def usage(self) -> Usage: ...
+
+    def done_data(self, status: str, reason: str) -> dict[str, object]: ...
+
+    def error_data(self, code: str, message: str, status: str, retryable: bool) -> dict[str, object]: ...
+
+
 @dataclass(eq=False)
 class _Producer:
     stream_id: str
-    run: Run
+    run: Producing
     task: asyncio.Task[None] | None = None
     end_reason: tuple[str, str] | None = None  # (status, reason) when ended from outside
     readers: int = 0
     grace: asyncio.TimerHandle | None = None
     cancelled_at: float | None = None
     lease: Lease | None = None
+    #: A shared generation's key (its own stream), or the generation a requester's mirror reads.
+    key: str | None = None
+    source: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -105,6 +126,8 @@ class StreamManager:
         self._producers: dict[str, _Producer] = {}
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
+        self._generations: dict[str, str] = {}  # key -> stream id of a generation running here
+        self._finding = asyncio.Lock()  # one lookup-or-create at a time: 30 at once make one generation
         self.metrics = Metrics(lambda: len(self._producers))
         #: A log that can write events to this process's readers in the producer's step
         #: (the memory log) has ``park``; readers of any other log tail it.
@@ -122,23 +145,67 @@ class StreamManager:
     async def start(self, request: BlockRequest, owner: str = "", address: str | None = None) -> StreamInfo:
         """Start producing. With limits: raises ``LimitExceeded`` before any model call when the
         owner (or its ``address``, for an anonymous caller) is over its daily budget or already
-        runs its most concurrent streams."""
+        runs its most concurrent streams. With ``SHARED_GENERATIONS`` the stream mirrors the
+        generation identical requests share (:mod:`quartapp.streams.sharing`)."""
         stream_id = new_stream_id()
-        run = self.engine.start(request, stream_id)
+        shared = self.settings.SHARED_GENERATIONS
+        if shared and not self.engine.streaming_enabled:
+            raise StreamingDisabled()
+        run: Producing | None = None if shared else self.engine.start(request, stream_id)
         lease = await self.limits.admit(owner, address) if self.limits is not None else None
+        source = None
         try:
+            if run is None:
+                source, generation_owner, found = await self._generation_for(request)
+                run = MirrorRun(request, stream_id, self.follow(source, None, generation_owner), found)
             info = await self.log.create(stream_id, owner, request.block_type)
         except BaseException:
             if lease is not None and self.limits is not None:
                 await self.limits.release(lease)
             raise
-        producer = _Producer(stream_id, run, lease=lease)
-        self._producers[stream_id] = producer
+        self._launch(_Producer(stream_id, run, lease=lease, source=source))
+        return info
+
+    def _launch(self, producer: _Producer) -> None:
+        self._producers[producer.stream_id] = producer
         producer.task = asyncio.create_task(
-            self._produce(producer), name=f"stream-{stream_id}", context=_producer_context(stream_id)
+            self._produce(producer), name=f"stream-{producer.stream_id}", context=_producer_context(producer.stream_id)
         )
         self._arm_grace(producer)
-        return info
+
+    async def _generation_for(self, request: BlockRequest) -> tuple[str, str, Found]:
+        """The stream of the generation ``request`` shares: (stream id, its owner, how it was found).
+        One running here or on another instance, one that completed within ``SHARED_CACHE_TTL_S``,
+        else a new one (only a complete generation is ever served again)."""
+        key = generation_key(request, self.engine.provider.info)
+        owner = GENERATION_OWNER + key
+        async with self._finding:
+            running = self._generations.get(key)
+            if running is not None and running in self._producers:
+                return running, owner, "running"
+            found = await self.log.find_alias(ALIAS_OWNER, key)
+            info = await self.log.info(found) if found else None
+            if info is not None and info.owner == owner:
+                if info.status == "running":
+                    return info.stream_id, owner, "running"  # produced by another instance: tailed through the log
+                ttl = min(self.settings.SHARED_CACHE_TTL_S, self.settings.STREAM_RETENTION_S)
+                if info.status == "complete" and info.ended_at is not None and time.time() - info.ended_at <= ttl:
+                    return info.stream_id, owner, "complete"
+            stream_id = new_stream_id()
+            run = self.engine.start(request, stream_id)
+            await self.log.create(stream_id, owner, request.block_type)
+            await self.log.set_alias(ALIAS_OWNER, key, stream_id)
+            self._generations[key] = stream_id
+            self._launch(_Producer(stream_id, run, key=key))
+            return stream_id, owner, "new"
+
+    def _unfollow(self, source: str) -> None:
+        """A requester's mirror ended: with nobody else reading it, the generation stops now."""
+        generation = self._producers.get(source)
+        if generation is not None and generation.readers == 0:
+            if generation.key is not None and self._generations.get(generation.key) == source:
+                del self._generations[generation.key]  # a newcomer starts afresh, never joins a stopping one
+            self._cancel(generation, "stopped", "no_requester")
 
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
@@ -198,6 +265,10 @@ class StreamManager:
             if producer.grace is not None:
                 producer.grace.cancel()
             self._producers.pop(stream_id, None)
+            if producer.key is not None and self._generations.get(producer.key) == stream_id:
+                del self._generations[producer.key]
+            if producer.source is not None:
+                self._unfollow(producer.source)
             if producer.lease is not None and self.limits is not None:
                 usage = run.usage()
                 producer.lease.tokens = usage.input_tokens + usage.output_tokens

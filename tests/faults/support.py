@@ -54,6 +54,7 @@ _NO_LIMITS: dict[str, Any] = {
     "MAX_CONCURRENT_STREAMS": 0,
     "IP_MAX_CONCURRENT_STREAMS": 0,
     "IP_DAILY_TOKEN_BUDGET": 0,
+    "SHARED_GENERATIONS": False,  # tests/streams/test_sharing.py turns it on
     "WS_MAX_MESSAGES_PER_S": 0,
     "DAILY_TOKEN_BUDGET": 0,
     "LOG_FORMAT": "console",

@@ -43,7 +43,7 @@ interface Fields {
 
 /** Schema name in contracts/stream-schema.yaml (`components.schemas`) → the TS type's fields. */
 export const SCHEMA_FIELDS = {
-  StartData: { required: ['stream_id', 'block_type', 'provider', 'model', 'scripted'], optional: ['notice'] },
+  StartData: { required: ['stream_id', 'block_type', 'provider', 'model', 'scripted'], optional: ['cached', 'notice', 'shared'] },
   QueuedData: { required: ['position'], optional: [] },
   TokenData: { required: ['text', 'tokens'], optional: ['t'] },
   QuizQuestionData: { required: ['index', 'question'], optional: [] },

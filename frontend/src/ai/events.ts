@@ -50,6 +50,10 @@ export interface StartData {
   model: string;
   scripted: boolean;
   notice?: string | null;
+  /** True when this stream reads a generation shared with other identical requests. */
+  shared?: boolean;
+  /** True when that generation had completed: the stream replays it at once. */
+  cached?: boolean;
 }
 
 export interface QueuedData {
