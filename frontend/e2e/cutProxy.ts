@@ -7,6 +7,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 
 export interface CutProxy {
   readonly url: string;
+  /** The proxy's port: it relays bytes as they are, so TLS passes through (`https://127.0.0.1:${port}`). */
+  readonly port: number;
   /** Reset every open connection now. */
   cut(): void;
   /** While true, new connections are reset as soon as they open. */
@@ -43,6 +45,7 @@ export async function startCutProxy(targetPort: number): Promise<CutProxy> {
   if (address === null || typeof address === 'string') throw new Error('proxy has no port');
   return {
     url: `http://127.0.0.1:${address.port}`,
+    port: address.port,
     cut() {
       for (const socket of open) socket.resetAndDestroy();
       open.clear();
