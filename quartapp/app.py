@@ -3,7 +3,9 @@
 This is ``python -m quartapp``. It is the app a team starting fresh runs; a team with an app
 of its own adds :class:`~quartapp.extension.AIBlocks` to it instead. Being our own app, it
 also answers routing errors (an unknown path, a wrong method) with the JSON error shape,
-and caps every body at ``MAX_BODY_BYTES``.
+caps every body at ``MAX_BODY_BYTES``, and sets the browser headers of ``quartapp.headers``
+on every response. Swagger UI is served at ``/docs`` only with ``DOCS_ENABLED``, from our
+own assets (``blueprints/docs.py``); ``/openapi.json`` always.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from quart import Quart
 from quart_schema import QuartSchema
 
+from . import headers
 from .blueprints import pages
 from .config import Settings, load_settings
 from .errors import register_error_handlers
@@ -37,7 +40,7 @@ def create_app(
         app,
         info={"title": "Live AI interaction layer", "version": "1.0.0"},  # type: ignore[arg-type]
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        swagger_ui_path=None,  # quart-schema's loads Swagger UI from a CDN: ours, below, is local
         redoc_ui_path=None,
         scalar_ui_path=None,
         conversion_preference="pydantic",
@@ -47,5 +50,10 @@ def create_app(
     page = pages.make_blueprint(settings)
     page.after_request(set_new_session_cookie)  # the page's first response brings the session cookie
     app.register_blueprint(page)
+    if settings.DOCS_ENABLED:
+        from .blueprints import docs
+
+        app.register_blueprint(docs.make_blueprint(settings))
+    headers.install(app, settings)  # our own app: /openapi.json and a 404 anywhere get them too
     register_error_handlers(app)  # our own app: a 404 or 405 outside any route is ours too
     return app

@@ -39,7 +39,7 @@ from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from . import blueprints, security
+from . import blueprints, headers, security
 from .asgi import HTTPConnection, SendTimeoutMiddleware, WebsocketConnection
 from .config import Settings, load_settings
 from .engine import Block, BlockRegistry, Engine
@@ -184,6 +184,7 @@ class AIBlocks:
         bp.before_request(json_bodies_only(StrictJSON(app, settings.MAX_BODY_BYTES), BODY_TIMEOUT_S))
         limits.install(bp, _client_key, _ip_key)
         bp.after_request(set_new_session_cookie)
+        headers.install(bp, settings)  # CSP default-src 'none', nosniff, Referrer-Policy, HSTS over https
         register_error_handlers(bp)
         self._ensure_schema(app, prefix)
         app.register_blueprint(bp)
