@@ -199,8 +199,9 @@ test('a cut TLS connection resumes with Last-Event-ID, no word lost or repeated'
     const headers = await Promise.all(resumedWith);
     expect(headers.length).toBeGreaterThanOrEqual(2);
     expect(headers[0]).toBeNull();
-    expect(headers[1]).toMatch(/-\d+$/); // the browser's own reconnect, from the last event it saw
     const reads = [...streams.values()];
+    expect(headers[1]).toMatch(/-\d+$/);
+    expect(headers[1]).toBe(reads[0]?.lastEventId); // the browser's own reconnect, from the last event before the cut
     const seen = reads.map(({ protocol, connectionId, lastEventId }) => ({ protocol, connectionId, lastEventId }));
     test.info().annotations.push({ type: 'cdp', description: JSON.stringify({ headers, streams: seen }) });
     expect(reads.every((s) => s.protocol === 'h2')).toBe(true);
