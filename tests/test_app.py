@@ -8,6 +8,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
+import pytest
 import structlog
 from quart import has_request_context
 
@@ -62,12 +63,15 @@ class _ContextRecordingProvider(ScriptedProvider):
             yield delta
 
 
-async def test_a_producer_keeps_nothing_of_the_request_that_started_it() -> None:
+@pytest.mark.parametrize("shared", ["false", "true"])
+async def test_a_producer_keeps_nothing_of_the_request_that_started_it(shared: str) -> None:
     """The producer outlives its request: it runs without Quart's request context (which would
     hold the request, its session and ``g``, about 1.5 KB, for every open stream), but keeps the
-    request's other context variables, its log fields and an app's own (a tracing span)."""
+    request's other context variables, its log fields and an app's own (a tracing span). A shared
+    generation's log fields name the stream it was made for, and the generation's own id."""
     provider = _ContextRecordingProvider()
-    app = create_app(load_settings(environ={"AI_PROVIDER": "scripted"}, env_file=None), provider)
+    environ = {"AI_PROVIDER": "scripted", "SHARED_GENERATIONS": shared}
+    app = create_app(load_settings(environ=environ, env_file=None), provider)
 
     @app.before_request
     async def _tenant() -> None:  # an extension's own context variable
@@ -87,5 +91,7 @@ async def test_a_producer_keeps_nothing_of_the_request_that_started_it() -> None
                 await asyncio.sleep(0.01)
     in_request, fields, tenant = provider.seen[0]
     assert in_request is False
-    assert fields == {"request_id": "req-0123456789ab", "stream_id": stream_id}
+    generation = {"generation_id": fields.get("generation_id")} if shared == "true" else {}
+    assert fields == {"request_id": "req-0123456789ab", "stream_id": stream_id, **generation}
+    assert shared == "false" or fields["generation_id"] not in (None, stream_id)
     assert tenant == "tenant-7"

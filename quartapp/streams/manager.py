@@ -96,20 +96,21 @@ class _Producer:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def _producer_context(stream_id: str) -> contextvars.Context:
+def _producer_context(stream_id: str, **fields: str) -> contextvars.Context:
     """The context a producer task runs in: a copy of the caller's (its ``request_id``, and any
-    context variables of the app's own, such as a tracing span), plus the ``stream_id``, minus
-    Quart's request, websocket and app contexts. The producer outlives its request; holding
-    them, every open stream kept its request, session and ``g`` alive (about 1.5 KB each)."""
+    context variables of the app's own, such as a tracing span), plus the ``stream_id`` (and
+    ``fields``), minus Quart's request, websocket and app contexts. The producer outlives its
+    request; holding them, every open stream kept its request, session and ``g`` alive (about
+    1.5 KB each)."""
     context = contextvars.copy_context()
-    context.run(_detach_from_request, stream_id)
+    context.run(_detach_from_request, stream_id, fields)
     return context
 
 
-def _detach_from_request(stream_id: str) -> None:
+def _detach_from_request(stream_id: str, fields: dict[str, str]) -> None:
     for var in (_cv_request, _cv_websocket, _cv_app):
         var.set(None)  # type: ignore[arg-type]  # has_request_context() and friends: False
-    structlog.contextvars.bind_contextvars(stream_id=stream_id)
+    structlog.contextvars.bind_contextvars(stream_id=stream_id, **fields)
 
 
 def new_stream_id() -> str:
@@ -156,7 +157,7 @@ class StreamManager:
         source = None
         try:
             if run is None:
-                source, generation_owner, found = await self._generation_for(request)
+                source, generation_owner, found = await self._generation_for(request, stream_id)
                 run = MirrorRun(request, stream_id, self.follow(source, None, generation_owner), found)
             info = await self.log.create(stream_id, owner, request.block_type)
         except BaseException:
@@ -166,14 +167,19 @@ class StreamManager:
         self._launch(_Producer(stream_id, run, lease=lease, source=source))
         return info
 
-    def _launch(self, producer: _Producer) -> None:
+    def _launch(self, producer: _Producer, for_stream: str | None = None) -> None:
+        """Run ``producer``; a shared generation's logs name the stream it was made ``for_stream``."""
         self._producers[producer.stream_id] = producer
-        producer.task = asyncio.create_task(
-            self._produce(producer), name=f"stream-{producer.stream_id}", context=_producer_context(producer.stream_id)
+        context = (
+            _producer_context(for_stream, generation_id=producer.stream_id)
+            if for_stream is not None
+            else _producer_context(producer.stream_id)
         )
+        name = f"stream-{producer.stream_id}"
+        producer.task = asyncio.create_task(self._produce(producer), name=name, context=context)
         self._arm_grace(producer)
 
-    async def _generation_for(self, request: BlockRequest) -> tuple[str, str, Found]:
+    async def _generation_for(self, request: BlockRequest, for_stream: str) -> tuple[str, str, Found]:
         """The stream of the generation ``request`` shares: (stream id, its owner, how it was found).
         One running here or on another instance, one that completed within ``SHARED_CACHE_TTL_S``,
         else a new one (only a complete generation is ever served again)."""
@@ -196,7 +202,7 @@ class StreamManager:
             await self.log.create(stream_id, owner, request.block_type)
             await self.log.set_alias(ALIAS_OWNER, key, stream_id)
             self._generations[key] = stream_id
-            self._launch(_Producer(stream_id, run, key=key))
+            self._launch(_Producer(stream_id, run, key=key), for_stream)
             return stream_id, owner, "new"
 
     def _unfollow(self, source: str) -> None:
