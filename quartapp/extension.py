@@ -97,6 +97,23 @@ class _PathScoped:
             await self.app(scope, receive, send)
 
 
+class _SocketScheme:
+    """Under the proxy fix: a socket's scheme stays ``ws``/``wss``. A TLS proxy forwards a wss
+    handshake with ``X-Forwarded-Proto: https`` (the scheme it was reached by); as ``https``
+    Werkzeug's routing takes it for an HTTP request and refuses it (400), and the cookie would
+    not be ``Secure``. Issue #18."""
+
+    SCHEMES = {"http": "ws", "https": "wss"}
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope.get("scheme") in self.SCHEMES:
+            scope = {**scope, "scheme": self.SCHEMES[scope["scheme"]]}
+        await self.app(scope, receive, send)
+
+
 class _OwnRoutesOpenAPI(OpenAPIProvider):
     """The OpenAPI document of a quart-schema we added ourselves: our routes only."""
 
@@ -226,7 +243,8 @@ class AIBlocks:
             inner, settings.SEND_TIMEOUT_S, manager.metrics.readers_dropped.labels("send_timeout").inc
         )
         if settings.PROXY_TRUSTED_HOPS:
-            ours = ProxyFixMiddleware(ours, mode="legacy", trusted_hops=settings.PROXY_TRUSTED_HOPS)
+            sockets: Any = _SocketScheme(ours)
+            ours = ProxyFixMiddleware(sockets, mode="legacy", trusted_hops=settings.PROXY_TRUSTED_HOPS)
         app.asgi_app = _PathScoped(inner, ours, prefix)  # type: ignore[method-assign,assignment]
         if app.asgi_http_class is ASGIHTTPConnection:
             app.asgi_http_class = HTTPConnection.scoped(_under(prefix))

@@ -147,6 +147,12 @@ def current_identity() -> Identity:
     return identity
 
 
+def is_secure(scheme: str) -> bool:
+    """Whether the connection came over TLS (directly, or as a trusted proxy said): a socket's
+    scheme is ``wss``, but a host app's own proxy fix may leave it ``https``."""
+    return scheme in ("https", "wss")
+
+
 def cookie_header(identity: Identity, secure: bool, max_age: int) -> str:
     """The ``Set-Cookie`` value for a newly minted session."""
     assert identity.new_cookie is not None
@@ -161,7 +167,7 @@ def new_session_headers() -> dict[str, str]:
     identity = g.get("identity")
     if identity is None or identity.new_cookie is None:
         return {}
-    return {"Set-Cookie": cookie_header(identity, websocket.scheme == "wss", services().identities.max_age)}
+    return {"Set-Cookie": cookie_header(identity, is_secure(websocket.scheme), services().identities.max_age)}
 
 
 async def set_new_session_cookie(response: Response) -> Response:
@@ -173,7 +179,7 @@ async def set_new_session_cookie(response: Response) -> Response:
         return response
     identity: Identity | None = g.get("identity")
     if identity is not None and identity.new_cookie is not None:
-        secure = request.scheme == "https"
+        secure = is_secure(request.scheme)
         response.headers.add("Set-Cookie", cookie_header(identity, secure, services().identities.max_age))
         cache = response.headers.get("Cache-Control", "")
         if "private" not in cache and "no-store" not in cache:
