@@ -2,6 +2,9 @@
  * The page against the real server (scripted provider): answers grow token by
  * token, a quiz can be finished, a diagram is drawn as SVG, and the same over
  * the WebSocket. Screenshots of each block go to test-results/screenshots/.
+ *
+ * The server shares identical requests (SHARED_GENERATIONS): a question asked again replays at
+ * once, so each test that watches a stream grow asks something no other test asks.
  */
 import { expect, test } from '@playwright/test';
 import { join } from 'node:path';
@@ -11,12 +14,13 @@ const QUESTION = 'Why do leaves look green';
 
 for (const transport of ['sse', 'sse-fetch', 'websocket'] as const) {
   test(`ask: the answer grows through intermediate states (${transport})`, async ({ page, request }) => {
-    const expected = await expectedAnswer(request, 'ask_question', QUESTION, 160);
+    const question = `${QUESTION} (${transport})`;
+    const expected = await expectedAnswer(request, 'ask_question', question, 160);
     const socketsClosed: Promise<void>[] = [];
     page.on('websocket', (ws) => socketsClosed.push(new Promise((resolve) => ws.on('close', () => resolve()))));
     await page.goto(transport === 'sse' ? '/' : `/?transport=${transport}`);
     await recordGrowth(page);
-    await ask(page, QUESTION);
+    await ask(page, question);
     await waitForStatus(page, 'ask_question', 'Streaming');
     await expect(block(page, 'ask_question').locator('.markdown.streaming')).toBeVisible();
     // the caret: drawn after the last thing written
@@ -64,6 +68,7 @@ for (const transport of ['sse', 'websocket'] as const) {
   test(`quiz: questions arrive one by one and the quiz can be finished (${transport})`, async ({ page }) => {
     await page.goto(transport === 'sse' ? '/' : `/?transport=${transport}`);
     const quiz = block(page, 'quiz');
+    await quiz.getByLabel('Topic').fill(`Photosynthesis (${transport})`);
     await quiz.getByRole('button', { name: 'Make quiz' }).click();
     const questions = quiz.getByTestId('quiz-question');
     await expect(questions.first()).toBeVisible();
