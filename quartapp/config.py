@@ -124,6 +124,9 @@ class Settings(BaseModel):
         "generations still running are shared)",
         ge=0,
     )
+    FOLLOW_UP_CONTEXT_TOKENS: int = _s(
+        1000, "Most tokens of a block's earlier turns a follow-up's prompt carries (the newest turns first)", ge=0
+    )
     SSE_RETRY_MS: int = _s(2000, "Reconnect delay the SSE retry field asks browsers for", ge=0)
 
     # Security: identity, cross-site checks, limits (see the README's Security section)

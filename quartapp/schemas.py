@@ -23,11 +23,29 @@ class BlockOptions(_Model):
     num_questions: int | None = Field(default=None, ge=1, le=10, description="Quiz only; default 3")
 
 
-class StartStream(_Model):
+class FollowUpFields(_Model):
+    """What makes a start a follow-up: the stream it continues, and what is asked of it."""
+
+    parent_stream_id: str | None = Field(
+        default=None, max_length=64, description="Continue this finished stream of yours (a follow-up): its thread"
+    )
+    follow_up: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The follow-up's kind: simpler, another_example, why (text blocks), another_question (quiz), "
+        "more_detail (diagram); null with input: the learner's own follow-up question",
+    )
+
+
+class StartStream(FollowUpFields):
     block_type: str = Field(
         max_length=64, description="A registered block: ask_question, explain_eli10, quiz, diagram, or the app's own"
     )
-    input: str = Field(max_length=100_000, description="The question or topic (the server's MAX_INPUT_CHARS applies)")
+    input: str = Field(
+        default="",
+        max_length=100_000,
+        description="The question or topic (the server's MAX_INPUT_CHARS applies); a follow-up of a kind may omit it",
+    )
     options: BlockOptions = Field(default_factory=BlockOptions)
 
 
@@ -92,10 +110,10 @@ class Health(_Model):
 # -- WebSocket messages (client -> server) ---------------------------------
 
 
-class WsStart(_Model):
+class WsStart(FollowUpFields):
     type: Literal["start"]
     block_type: str = Field(max_length=64)
-    input: str = Field(max_length=100_000)
+    input: str = Field(default="", max_length=100_000)
     options: BlockOptions = Field(default_factory=BlockOptions)
     request_id: str | None = Field(default=None, max_length=64, description="Echoed in the accepted/rejected reply")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..engine.blocks import Block, BlockRequest, Event
+from ..engine.blocks import Block, BlockRequest, Event, FollowUp
 from ..engine.mermaid import MERMAID_GBNF, check_mermaid
 from ..providers.base import ProviderBadOutput
 from ..streams.events import BlockResult, DiagramCheck, DiagramPartialData
@@ -93,4 +93,10 @@ DIAGRAM = Block(
     grammar=MERMAID_GBNF,
     examples=EXAMPLES,
     scripted=scripted_diagram,
+    follow_ups={
+        "more_detail": FollowUp(
+            "More detail",
+            "Draw the flowchart again with more detail: smaller steps and a few more nodes. The topic",
+        )
+    },
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..engine.blocks import Block, BlockRequest, Shaper
+from ..engine.blocks import Block, BlockRequest, FollowUp, Shaper
 from ..engine.shapers import JSONItemsShaper
 from ..providers.base import GenerationRequest, Message, ProviderBadOutput
 from ..streams.events import BlockResult, QuizQuestion, QuizQuestionData
@@ -198,4 +198,11 @@ QUIZ = Block(
     retry=retry_request,
     max_attempts=1 + QUIZ_EXTRA_ATTEMPTS,
     scripted=scripted_quiz,
+    follow_ups={
+        "another_question": FollowUp(
+            "Another question",
+            "Write 1 more question about this topic, different from every question above",
+            num_questions=1,
+        )
+    },
 )

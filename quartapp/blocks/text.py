@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from ..engine.blocks import Block
+from ..engine.blocks import Block, FollowUp
 from ..engine.shapers import TextShaper
 from ..streams.events import BlockResult
+
+#: How a Markdown answer can be continued: the thread's next turn builds on the answers before it.
+TEXT_FOLLOW_UPS = {
+    "simpler": FollowUp(
+        "Simpler", "Explain your last answer again, more simply: fewer and shorter sentences, everyday words. The topic"
+    ),
+    "another_example": FollowUp(
+        "Another example",
+        "Give one more example, different from any above, that shows your last answer at work. The topic",
+    ),
+    "why": FollowUp(
+        "Why?", "Explain why your last answer is true: the reason behind it, in a few sentences. The topic"
+    ),
+}
 
 ASK_QUESTION = Block(
     name="ask_question",
@@ -29,6 +43,7 @@ ASK_QUESTION = Block(
     ),
     # a low temperature keeps small local models on topic; large ones lose little by it
     temperature=0.3,
+    follow_ups=TEXT_FOLLOW_UPS,
 )
 
 EXPLAIN_ELI10 = Block(
@@ -49,4 +64,5 @@ EXPLAIN_ELI10 = Block(
         ),
     ),
     temperature=0.3,
+    follow_ups=TEXT_FOLLOW_UPS,
 )

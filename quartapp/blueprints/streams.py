@@ -5,8 +5,10 @@ from __future__ import annotations
 from quart import Blueprint, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from quartapp.engine import BlockRequest
+from quartapp.engine.blocks import Turn
 from quartapp.errors import ErrorBody
-from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus
+from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus, WsStart
 from quartapp.security import cross_site_checked, starts_generation
 from quartapp.state import services
 from quartapp.streams.log import StreamInfo
@@ -51,10 +53,27 @@ def status_of(info: StreamInfo) -> StreamStatus:
 @validate_response(ErrorBody, 422)
 async def start(data: StartStream) -> tuple[StreamCreated, int]:
     """Start generating a block; read it from ``events_url`` (SSE) or the WebSocket."""
-    core = services()
-    block = core.engine.prepare(data.block_type, data.input, data.options.max_tokens, data.options.num_questions)
-    info = await core.streams.start(block, owner_id(), client_address())
+    block = await prepare_start(data, owner_id())
+    info = await services().streams.start(block, owner_id(), client_address())
     return created(info), 201
+
+
+async def prepare_start(data: StartStream | WsStart, owner: str) -> BlockRequest:
+    """The block request a start asks for (the HTTP route's and the socket's): a follow-up
+    carries its thread's earlier turns. Raises the API's 4xx errors."""
+    core = services()
+    history: tuple[Turn, ...] = ()
+    if data.parent_stream_id is not None:
+        history = await core.streams.thread(data.parent_stream_id, owner, data.block_type)
+    return core.engine.prepare(
+        data.block_type,
+        data.input,
+        data.options.max_tokens,
+        data.options.num_questions,
+        parent_stream_id=data.parent_stream_id,
+        follow_up=data.follow_up,
+        history=history,
+    )
 
 
 @bp.get("/<stream_id>")

@@ -51,6 +51,7 @@ from quartapp.streams.manager import StreamNotFound
 
 from .ai_blocks import start_one_shot
 from .identity import client_address, owner_id
+from .streams import prepare_start
 
 log = structlog.get_logger(__name__)
 
@@ -262,9 +263,7 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
             await _close(1008, f"more than {MAX_SUBSCRIPTIONS} streams on one socket")
             return False
         try:
-            block = core.engine.prepare(
-                message.block_type, message.input, message.options.max_tokens, message.options.num_questions
-            )
+            block = await prepare_start(message, sock.owner)
             await core.limits.check_start_rate()
             info = await core.streams.start(block, sock.owner, client_address())
         except (APIError, RateLimitExceeded) as exc:

@@ -47,15 +47,44 @@ class Shaper(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A way to continue a block's thread ("simpler", "another question"): what the model is asked."""
+
+    #: What the page's button says.
+    label: str
+    #: What the model is told, before the topic (or the learner's own words) between delimiters.
+    instruction: str
+    #: A quiz follow-up asks for this many questions (None: the request's).
+    num_questions: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One earlier turn of a block's thread, as the log kept it."""
+
+    input: str
+    answer: str
+    #: Set for a follow-up turn (as on a request), None for the thread's first turn.
+    parent_stream_id: str | None = None
+    follow_up: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRequest:
     """A validated request for one block: clamped, bounded, ready for the engine."""
 
     block: Block
+    #: The learner's text; for a follow-up without words of its own, the thread's topic.
     input: str
     max_tokens: int
     num_questions: int = 3
     #: Honoured by the scripted provider only (tests, benchmarks); real models ignore it.
     scripted_interval_ms: float | None = None
+    #: A follow-up: the stream it continues, the kind (a key of ``Block.follow_ups``, or None for
+    #: the learner's own question) and the thread's earlier turns, oldest first, within budget.
+    parent_stream_id: str | None = None
+    follow_up: str | None = None
+    history: tuple[Turn, ...] = ()
 
     @property
     def block_type(self) -> str:
@@ -119,6 +148,8 @@ class Block:
     examples: Examples | Callable[[BlockRequest], Examples] = ()
     #: Output of the right shape for the scripted provider (tests, demos); None: generic Markdown.
     scripted: Callable[[BlockRequest], str] | None = None
+    #: How a finished turn can be continued, by kind (``simpler``, ``another_question``, ...).
+    follow_ups: Mapping[str, FollowUp] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`BlockDefinitionError` naming what is wrong with this definition."""
@@ -165,11 +196,20 @@ class Block:
             for example, answer in examples
             for message in (Message("user", _framed(lead, example)), Message("assistant", answer))
         )
+        thread = tuple(
+            message
+            for turn in request.history
+            for message in (
+                Message("user", self._asked(turn.follow_up, lead, turn.input, turn.parent_stream_id)),
+                Message("assistant", turn.answer),
+            )
+        )
         return GenerationRequest(
             messages=(
                 Message("system", self.system_prompt),
                 *shots,
-                Message("user", _framed(lead, request.input)),
+                *thread,
+                Message("user", self._asked(request.follow_up, lead, request.input, request.parent_stream_id)),
             ),
             max_tokens=request.max_tokens,
             temperature=self.temperature,
@@ -180,6 +220,19 @@ class Block:
             block_type=self.name,
             hints=hints,
         )
+
+    def _asked(self, follow_up: str | None, lead: str, text: str, parent: str | None) -> str:
+        """The user message of a turn: the topic, a follow-up's instruction, or the learner's own
+        follow-up question (``parent`` set, no kind)."""
+        if follow_up is not None and follow_up in self.follow_ups:
+            return _framed(self.follow_ups[follow_up].instruction, text)
+        if parent:
+            return _framed(FREE_FOLLOW_UP, text)
+        return _framed(lead, text)
+
+
+#: How the learner's own follow-up question is introduced.
+FREE_FOLLOW_UP = "The learner asks a follow-up question about your answer above"
 
 
 class BlockRegistry(Mapping[str, Block]):

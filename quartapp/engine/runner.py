@@ -30,7 +30,7 @@ from ..config import Settings
 from ..eager import Resumed, cancel_started, run_until_suspended
 from ..errors import APIError
 from ..providers.base import Delta, GenerationRequest, Provider, ProviderError, ProviderTimeout, Usage
-from .blocks import BlockRegistry, BlockRequest, Event
+from .blocks import BlockRegistry, BlockRequest, Event, Turn
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ class Run:
         self._usage: Usage | None = None
         self.finish_reason = "finished"
         self.final: BaseModel | None = None
+        #: What the start event says of this turn: the thread is rebuilt from the log from it.
+        self._turn: dict[str, object] = {"input": request.input}
+        if request.parent_stream_id is not None:
+            self._turn |= {"parent_stream_id": request.parent_stream_id, "follow_up": request.follow_up}
 
     def result(self) -> BaseModel:
         """What was produced so far (partial while running)."""
@@ -140,6 +144,7 @@ class Run:
                 "model": info.model,
                 "scripted": info.scripted,
                 "notice": info.notice,
+                **self._turn,
             },
         )
         try:
@@ -311,8 +316,14 @@ class Engine:
         max_tokens: int | None = None,
         num_questions: int | None = None,
         scripted_interval_ms: float | None = None,
+        *,
+        parent_stream_id: str | None = None,
+        follow_up: str | None = None,
+        history: tuple[Turn, ...] = (),
     ) -> BlockRequest:
-        """Validate and clamp client input. Raises :class:`InputError`."""
+        """Validate and clamp client input. Raises :class:`InputError`. A follow-up names the
+        stream it continues (``parent_stream_id``), a kind of ``Block.follow_ups`` or words of
+        its own (``text``), and carries the thread's earlier turns (``history``)."""
         block = self.blocks.get(block_type)
         if block is None:
             raise InputError(
@@ -321,6 +332,21 @@ class Engine:
                 "block_type",
             )
         text = text.strip()
+        if follow_up is not None:
+            kind = block.follow_ups.get(follow_up)
+            if kind is None:
+                allowed = ", ".join(block.follow_ups) or "none"
+                raise InputError(
+                    "unknown_follow_up",
+                    f"{block_type} has no follow-up {follow_up[:64]!r}; it has: {allowed}",
+                    "follow_up",
+                )
+            if parent_stream_id is None:
+                raise InputError("parent_required", "a follow-up names the stream it continues", "parent_stream_id")
+            if kind.num_questions is not None:
+                num_questions = kind.num_questions
+            if not text and history:
+                text = history[0].input  # the thread's topic
         if not text:
             raise InputError("input_required", "input must not be empty", "input")
         limit = min(block.max_input_chars or self.settings.MAX_INPUT_CHARS, self.settings.MAX_INPUT_CHARS)
@@ -329,7 +355,7 @@ class Engine:
         if "\x00" in text:
             raise InputError("invalid_input", "input must not contain NUL characters", "input")
         questions = num_questions if num_questions is not None else 3
-        request = BlockRequest(block, text, 0, questions, scripted_interval_ms)
+        request = BlockRequest(block, text, 0, questions, scripted_interval_ms, parent_stream_id, follow_up, history)
         return dataclasses.replace(
             request, max_tokens=block.token_budget(max_tokens, request, self.settings.MAX_TOKENS)
         )

@@ -81,6 +81,11 @@ class StartData(_Payload):
     model: str
     scripted: bool = Field(description="True when the text is scripted test output, not a model's")
     notice: str | None = Field(default=None, description="Human note, e.g. that the provider is scripted")
+    input: str | None = Field(default=None, description="The learner's text (a follow-up's: the thread's topic)")
+    parent_stream_id: str | None = Field(default=None, description="A follow-up: the stream of the turn it continues")
+    follow_up: str | None = Field(
+        default=None, description="A follow-up's kind (simpler, another_question, ...); null: the learner's own words"
+    )
     shared: bool = Field(
         default=False, description="Present and true when this stream reads a generation shared with other requests"
     )

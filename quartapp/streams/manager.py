@@ -35,6 +35,7 @@ from quart.globals import _cv_app, _cv_request, _cv_websocket
 
 from ..config import Settings
 from ..engine import BlockRequest, Engine
+from ..engine.blocks import Turn
 from ..engine.runner import StreamingDisabled
 from ..errors import APIError
 from ..limits import Lease, Limits
@@ -43,6 +44,7 @@ from ..providers.base import Usage
 from .events import TERMINAL, Entry, parse_event_id
 from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
 from .sharing import ALIAS_OWNER, GENERATION_OWNER, Found, MirrorRun, generation_key
+from .threads import earlier_turns
 
 #: How long a stop waits for a producer on another instance to log its end.
 STOP_WAIT_S = 5.0
@@ -149,7 +151,7 @@ class StreamManager:
         runs its most concurrent streams. With ``SHARED_GENERATIONS`` the stream mirrors the
         generation identical requests share (:mod:`quartapp.streams.sharing`)."""
         stream_id = new_stream_id()
-        shared = self.settings.SHARED_GENERATIONS
+        shared = self.settings.SHARED_GENERATIONS and request.parent_stream_id is None  # a thread is its own
         if shared and not self.engine.streaming_enabled:
             raise StreamingDisabled()
         run: Producing | None = None if shared else self.engine.start(request, stream_id)
@@ -347,6 +349,25 @@ class StreamManager:
                             if entries[-1].type in TERMINAL:
                                 break
         return await self.log.info(stream_id) or info
+
+    async def thread(self, parent_stream_id: str, owner: str, block_type: str) -> tuple[Turn, ...]:
+        """The earlier turns a follow-up of ``parent_stream_id`` builds on. The parent must be the
+        owner's, of the same block, and finished: a follow-up while the turn before still runs is
+        refused (``409 parent_running``; stop it or wait for its end), so turns never interleave."""
+        try:
+            info = await self._owned(parent_stream_id, owner)
+        except StreamNotFound:
+            raise APIError(404, "stream_not_found", "no such stream to follow up", "parent_stream_id") from None
+        if info.block_type != block_type:
+            raise APIError(422, "parent_block_mismatch", f"that stream is a {info.block_type}", "parent_stream_id")
+        if info.status == "running":
+            raise APIError(
+                409,
+                "parent_running",
+                "the turn before is still streaming; stop it or wait for it to end",
+                "parent_stream_id",
+            )
+        return await earlier_turns(self.log, info, self.settings.FOLLOW_UP_CONTEXT_TOKENS)
 
     async def info(self, stream_id: str, owner: str = "") -> StreamInfo:
         return await self._owned(stream_id, owner)

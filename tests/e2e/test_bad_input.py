@@ -64,7 +64,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, str | None]] = [
     ("POST", STREAMS, {"json": "text"}, 422, "validation_error", None),
     ("POST", STREAMS, {"json": body(block_type=5)}, 422, "validation_error", "block_type"),
     ("POST", STREAMS, {"json": body(input=["x"])}, 422, "validation_error", "input"),
-    ("POST", STREAMS, {"json": {"block_type": "ask_question"}}, 422, "validation_error", "input"),
+    ("POST", STREAMS, {"json": {"block_type": "ask_question"}}, 422, "input_required", "input"),
     ("POST", STREAMS, {"json": body(options={"max_tokens": "many"})}, 422, "validation_error", "options.max_tokens"),
     ("POST", STREAMS, {"json": body(options={"max_tokens": 0})}, 422, "validation_error", "options.max_tokens"),
     ("POST", STREAMS, {"json": body(options={"num_questions": 11})}, 422, "validation_error", "options.num_questions"),

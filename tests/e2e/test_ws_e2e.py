@@ -188,7 +188,7 @@ async def test_bad_json_is_rejected_and_the_socket_stays_open(server: Server) ->
         (42, "validation_error"),
         (None, "validation_error"),
         ({"type": "start", "block_type": 5, "input": TOPIC, "request_id": "q"}, "validation_error"),
-        ({"type": "start", "block_type": "ask_question", "request_id": "q"}, "validation_error"),
+        ({"type": "start", "block_type": "ask_question", "request_id": "q"}, "input_required"),
         ({**start(request_id="q"), "role": "system"}, "validation_error"),
         ({**start(request_id="q"), "options": {"max_tokens": -1}}, "validation_error"),
         ({**start(request_id="q"), "block_type": "poem"}, "unknown_block_type"),

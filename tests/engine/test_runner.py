@@ -194,6 +194,7 @@ async def test_event_order_and_start_payload(make_engine: MakeEngine) -> None:
             "model": "fake-1",
             "scripted": False,
             "notice": None,
+            "input": "Why is the sky blue?",  # what the turn asked: a follow-up's thread is rebuilt from it
         },
     )
     assert events[-1][0] == "done"

@@ -43,7 +43,7 @@ interface Fields {
 
 /** Schema name in contracts/stream-schema.yaml (`components.schemas`) → the TS type's fields. */
 export const SCHEMA_FIELDS = {
-  StartData: { required: ['stream_id', 'block_type', 'provider', 'model', 'scripted'], optional: ['cached', 'notice', 'shared'] },
+  StartData: { required: ['stream_id', 'block_type', 'provider', 'model', 'scripted'], optional: ['cached', 'follow_up', 'input', 'notice', 'parent_stream_id', 'shared'] },
   QueuedData: { required: ['position'], optional: [] },
   TokenData: { required: ['text', 'tokens'], optional: ['t'] },
   QuizQuestionData: { required: ['index', 'question'], optional: [] },
@@ -58,7 +58,7 @@ export const SCHEMA_FIELDS = {
   BlockResult: { required: ['block_type', 'text'], optional: ['questions', 'diagram'] },
   DiagramCheck: { required: ['valid', 'errors'], optional: [] },
   BlockOptions: { required: [], optional: ['max_tokens', 'num_questions'] },
-  WsStart: { required: ['type', 'block_type', 'input'], optional: ['options', 'request_id'] },
+  WsStart: { required: ['type', 'block_type'], optional: ['follow_up', 'input', 'options', 'parent_stream_id', 'request_id'] },
   WsResume: { required: ['type', 'stream_id'], optional: ['after', 'request_id'] },
   WsStop: { required: ['type', 'stream_id'], optional: ['request_id'] },
   WsAccepted: { required: ['type', 'request_id', 'stream_id', 'action'], optional: [] },

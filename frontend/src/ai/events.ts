@@ -50,6 +50,12 @@ export interface StartData {
   model: string;
   scripted: boolean;
   notice?: string | null;
+  /** The learner's text (a follow-up's: the thread's topic). */
+  input?: string | null;
+  /** A follow-up: the stream of the turn it continues. */
+  parent_stream_id?: string | null;
+  /** A follow-up's kind (`simpler`, `another_question`, ...); null: the learner's own words. */
+  follow_up?: string | null;
   /** True when this stream reads a generation shared with other identical requests. */
   shared?: boolean;
   /** True when that generation had completed: the stream replays it at once. */
@@ -167,10 +173,31 @@ export interface BlockOptions {
   num_questions?: number | null;
 }
 
+/** A follow-up's kind: what the learner asks of a finished turn. */
+export type FollowUpKind = 'simpler' | 'another_example' | 'why' | 'another_question' | 'more_detail';
+
 export interface StartRequest {
   block_type: BlockType;
+  /** The question or topic; a follow-up of a kind may leave it empty (the thread's topic is used). */
   input: string;
   options?: BlockOptions;
+  /** A follow-up: the finished stream whose thread it continues. */
+  parent_stream_id?: string | null;
+  follow_up?: FollowUpKind | null;
+}
+
+/** The JSON a start sends (POST /api/streams, or a socket's `start` with `type` and `request_id`). */
+export function startBody(request: StartRequest): Omit<StartRequest, 'options'> & { options: BlockOptions } {
+  const body: Omit<StartRequest, 'options'> & { options: BlockOptions } = {
+    block_type: request.block_type,
+    input: request.input,
+    options: request.options ?? {},
+  };
+  if (request.parent_stream_id) {
+    body.parent_stream_id = request.parent_stream_id;
+    body.follow_up = request.follow_up ?? null;
+  }
+  return body;
 }
 
 /** 201 answer of POST /api/streams. */
@@ -204,9 +231,11 @@ export interface ErrorDetail {
 export interface WsStart {
   type: 'start';
   block_type: string;
-  input: string;
+  input?: string;
   options?: BlockOptions;
   request_id?: string | null;
+  parent_stream_id?: string | null;
+  follow_up?: string | null;
 }
 
 export interface WsResume {

@@ -17,7 +17,7 @@
  * reconnect shows no duplicated text.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { EVENT_TYPES, parseSSEMessage, type StartRequest, type StreamCreated, type StreamEvent } from './events.ts';
+import { EVENT_TYPES, parseSSEMessage, startBody, type StartRequest, type StreamCreated, type StreamEvent } from './events.ts';
 import {
   DEFAULT_BACKOFF,
   Delivery,
@@ -323,7 +323,7 @@ export function createSSETransport(options: SSETransportOptions = {}): StreamTra
         response = await fetchFn(apiUrl(base, '/api/streams'), {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/json' },
-          body: JSON.stringify({ block_type: request.block_type, input: request.input, options: request.options ?? {} }),
+          body: JSON.stringify(startBody(request)),
         });
       } catch (error) {
         throw new StreamRequestError(failureOf(error));

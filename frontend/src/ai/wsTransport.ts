@@ -11,6 +11,7 @@
  * exactly the events after it, and `Delivery` drops any duplicate anyway.
  */
 import {
+  startBody,
   toStreamEvent,
   type StartRequest,
   type WsAccepted,
@@ -292,7 +293,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
       // Subscribe while handling `accepted`: the stream's events follow right behind it.
       const box: { handle: StreamHandle | null } = { handle: null };
       await shared.request(
-        { type: 'start', block_type: request.block_type, input: request.input, options: request.options ?? {}, request_id: id },
+        { type: 'start', ...startBody(request), request_id: id },
         (reply) => {
           box.handle = follow(reply.stream_id, null, handlers, false);
         },
