@@ -33,16 +33,20 @@ export const BLOCK_LABELS: Record<BlockType, string> = {
   diagram: 'Diagram',
 };
 
-/** The moment `state` is in; null while idle. `total` is the number of quiz questions asked for, if known. */
-export function streamMoment(state: AIStreamState, total: number | null = null): StreamMoment | null {
-  const received = state.questions.filter((q) => q !== undefined).length;
+/**
+ * The moment `state` is in; null while idle. `total` is the number of quiz questions asked for, if known;
+ * `offset` the questions of the thread's earlier turns, so a follow-up's first question is said as question 4.
+ */
+export function streamMoment(state: AIStreamState, total: number | null = null, offset = 0): StreamMoment | null {
+  const received = state.questions.filter((q) => q !== undefined).length + offset;
+  if (total !== null && offset > 0) total += offset;
   switch (state.status) {
     case 'idle':
       return null;
     case 'connecting':
     case 'streaming':
       if (state.queuePosition !== null) return { kind: 'queued', key: `queued:${state.queuePosition}`, position: state.queuePosition };
-      if (received > 0) return { kind: 'question', key: `question:${received}`, question: received, total };
+      if (received > offset) return { kind: 'question', key: `question:${received}`, question: received, total };
       return { kind: 'started', key: 'started' };
     case 'done': {
       const kind = state.outcome === 'stopped' ? 'stopped' : state.outcome === 'interrupted' ? 'interrupted' : state.outcome === 'failed' ? 'failed' : 'done';

@@ -13,6 +13,11 @@
  * `StreamAnnouncer`, if there is one; `outputProps` make the streaming output
  * a log that is not read token by token, and `blockProps` stop the stream on
  * Escape from anywhere inside the block.
+ *
+ * Follow-ups (issue 17): `followUp(kind, words)` starts a stream that continues the finished
+ * current turn (`parent_stream_id`), through the same transport as `start`; the turn it continues
+ * moves into `thread` (the block's earlier turns, as shown), and the live state is the new turn.
+ * A start that continues nothing (`run(input)`: a new topic) begins a new thread.
  */
 import {
   createContext,
@@ -26,13 +31,25 @@ import {
   useState,
   type ReactNode,
 } from 'react';
-import type { BlockOptions, BlockType, StartRequest } from './events.ts';
+import type { BlockOptions, BlockType, FollowUpKind, StartRequest } from './events.ts';
 import { useAnnouncer } from './announcer.ts';
 import { BLOCK_LABELS, momentText, streamMoment, type StreamMoment } from './moments.ts';
 import { initialStreamState, reduce, type AIStreamState, type StreamAction } from './streamState.ts';
+import {
+  BLOCK_FOLLOW_UPS,
+  FOLLOW_UP_LABELS,
+  NO_TURNS,
+  askOfRequest,
+  askOfStart,
+  threadFor,
+  threadTurn,
+  type ThreadTurn,
+  type TurnAsk,
+} from './threads.ts';
 import { failureOf, type StreamHandle, type StreamHandlers, type StreamTransport } from './transport.ts';
 
 export type { AIStreamState, StreamStatus } from './streamState.ts';
+export type { ThreadTurn, TurnAsk } from './threads.ts';
 
 /** When to flush buffered events; `animationFrames` in the browser, a manual one in tests. */
 export interface FrameScheduler {
@@ -94,6 +111,19 @@ export interface AIStreaming extends AIStreamState {
   retry(): void;
   /** Follow a stream started elsewhere (another tab), from its beginning or a snapshot. */
   join(streamId: string): void;
+  /**
+   * Continue the finished current turn: a follow-up of `kind` ("simpler", "another_question", ...),
+   * or (kind null) the learner's own `words`. The current turn moves into `thread`; the new one is
+   * the live state. `options` default to the thread's `max_tokens`. Does nothing unless `canFollowUp`
+   * (the server refuses a follow-up of a turn still streaming: `409 parent_running`).
+   */
+  followUp(kind: FollowUpKind | null, words?: string, options?: BlockOptions): Promise<void>;
+  /** The current turn has finished (done or stopped) and has a stream id: `followUp` may be asked. */
+  canFollowUp: boolean;
+  /** The block's earlier turns, oldest first; the current turn is the live state. Empty for a new topic. */
+  thread: readonly ThreadTurn[];
+  /** What the current turn asked (its topic, a follow-up's kind or words); null while idle or not yet known. */
+  asked: TurnAsk | null;
   /** The connection was lost but the stream may still be running: `retry` resumes it. */
   canContinue: boolean;
   canRetry: boolean;
@@ -117,6 +147,9 @@ interface Internals {
   frame: unknown;
   request: StartRequest | null;
   stopRequested: boolean;
+  /** What the current turn asked, and the thread before it (as in state: read by `start`). */
+  asked: TurnAsk | null;
+  thread: readonly ThreadTurn[];
 }
 
 export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming {
@@ -140,7 +173,18 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     frame: null,
     request: null,
     stopRequested: false,
+    asked: null,
+    thread: NO_TURNS,
   }).current;
+  const [turns, setTurns] = useState<{ asked: TurnAsk | null; thread: readonly ThreadTurn[] }>({ asked: null, thread: NO_TURNS });
+  const setThread = useCallback(
+    (asked: TurnAsk | null, thread: readonly ThreadTurn[]) => {
+      r.asked = asked;
+      r.thread = thread;
+      setTurns({ asked, thread });
+    },
+    [r],
+  );
 
   const flush = useCallback(() => {
     r.frame = null;
@@ -192,6 +236,10 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
 
   const start = useCallback(
     async (request: StartRequest) => {
+      // the turn on screen, with what it buffered: kept in the thread when this start follows it up
+      const shown = r.buffer.length > 0 ? reduce(stateRef.current, r.buffer) : stateRef.current;
+      const current = shown.streamId !== null ? threadTurn(shown, r.asked ?? askOf(shown) ?? UNKNOWN_ASK, shown.streamId) : null;
+      setThread(askOfRequest(request), threadFor(r.thread, current, request.parent_stream_id ?? null));
       detach();
       const generation = r.generation;
       r.request = request;
@@ -209,7 +257,7 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
         enqueue(generation, { kind: 'failure', failure: failureOf(error) });
       }
     },
-    [r, detach, handlersFor, enqueue],
+    [r, detach, handlersFor, enqueue, setThread],
   );
 
   const stop = useCallback(async () => {
@@ -228,11 +276,12 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
   const join = useCallback(
     (streamId: string) => {
       detach();
+      setThread(null, NO_TURNS);
       r.request = null;
       setState({ ...initialStreamState, status: 'connecting', streamId, connection: 'connecting' });
       follow(streamId, null);
     },
-    [r, detach, follow],
+    [r, detach, follow, setThread],
   );
 
   const retry = useCallback(() => {
@@ -247,6 +296,22 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
       join(current.streamId);
     }
   }, [r, detach, enqueue, follow, start, join]);
+
+  const canFollowUp = state.status === 'done' && state.streamId !== null;
+  const followUp = useCallback(
+    async (kind: FollowUpKind | null, words?: string, blockOptions?: BlockOptions) => {
+      const current = stateRef.current;
+      const blockType = current.blockType ?? r.request?.block_type ?? null;
+      if (current.status !== 'done' || current.streamId === null || blockType === null) return;
+      const input = (words ?? '').trim();
+      if (kind === null && input === '') return; // own words: there must be some
+      const maxTokens = r.request?.options?.max_tokens;
+      const options = blockOptions ?? (maxTokens ? { max_tokens: maxTokens } : undefined);
+      const request: StartRequest = { block_type: blockType, input, parent_stream_id: current.streamId, follow_up: kind };
+      await start(options ? { ...request, options } : request);
+    },
+    [r, start],
+  );
 
   // Switching transport mid-stream: resume on the new one from the same cursor.
   useEffect(() => {
@@ -265,9 +330,15 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
 
   const running = state.status === 'connecting' || state.status === 'streaming';
   const total = state.blockType === 'quiz' ? (r.request?.options?.num_questions ?? null) : null;
-  const moment = streamMoment(state, total);
+  // a quiz's follow-up numbers on: its first question is said as question 4 after 3
+  const offset = state.blockType === 'quiz' ? turns.thread.reduce((sum, turn) => sum + turn.questions.length, 0) : 0;
+  const moment = streamMoment(state, total, offset);
   const momentKey = moment?.key ?? null;
-  const label = options.label ?? (state.blockType ? BLOCK_LABELS[state.blockType] : 'Answer');
+  const asked = turns.asked ?? askOf(state);
+  const blockLabel = options.label ?? (state.blockType ? BLOCK_LABELS[state.blockType] : 'Answer');
+  // a follow-up's moments name it: "Ask a question (Simpler): done."
+  const label =
+    asked?.parentStreamId != null ? `${blockLabel} (${asked.followUp !== null ? FOLLOW_UP_LABELS[asked.followUp] : 'follow-up'})` : blockLabel;
   // the same object for as long as the moment lasts: tokens do not change it
   const stableMoment = useMemo(() => moment, [momentKey, total]);
   const announcement = useMemo(() => momentText(label, stableMoment), [label, stableMoment]);
@@ -299,6 +370,10 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     stop,
     retry,
     join,
+    followUp,
+    canFollowUp,
+    thread: turns.thread,
+    asked,
     canContinue: resumable(state),
     canRetry: retriable(state) && (r.request !== null || state.streamId !== null),
     running,
@@ -307,6 +382,13 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     outputProps,
     blockProps,
   };
+}
+
+const UNKNOWN_ASK: TurnAsk = { input: '', parentStreamId: null, followUp: null };
+
+/** What a turn without a request of ours (a joined stream) asked, once its `start` is known. */
+function askOf(state: AIStreamState): TurnAsk | null {
+  return state.meta !== null ? askOfStart(state.meta) : null;
 }
 
 /** Failed, stopped or cut short: worth another go. A complete answer is not offered one. */
@@ -322,8 +404,10 @@ export interface AIBlockStreaming extends AIStreaming {
   blockType: BlockType;
   /** Start this block for `input`. */
   run(input: string, options?: BlockOptions): Promise<void>;
-  /** Mermaid source (diagram block); '' for the others. */
+  /** Mermaid source (diagram block); '' for the others. An earlier turn's is its `text`. */
   source: string;
+  /** The follow-up kinds this block offers (`BLOCK_FOLLOW_UPS`), for `followUp(kind)`. */
+  followUps: readonly FollowUpKind[];
 }
 
 /** `useAIStreaming` for one block: `text` for ask/ELI10, `questions` for a quiz, `source` for a diagram. */
@@ -335,5 +419,5 @@ export function useAIBlockStreaming(blockType: BlockType, options: UseAIStreamin
       start(blockOptions ? { block_type: blockType, input, options: blockOptions } : { block_type: blockType, input }),
     [start, blockType],
   );
-  return { ...streaming, blockType, run, source: blockType === 'diagram' ? streaming.text : '' };
+  return { ...streaming, blockType, run, source: blockType === 'diagram' ? streaming.text : '', followUps: BLOCK_FOLLOW_UPS[blockType] };
 }

@@ -1,10 +1,14 @@
-import { useEffect, useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { renderMermaid, type MermaidOutcome } from './mermaidRender.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
 import type { BlockProps } from './TextAnswerBlock.tsx';
+import { FollowUps, TurnHeading, askedLabel, endNote } from './FollowUps.tsx';
 
 type Rendering = { state: 'none' } | { state: 'rendering' } | ({ state: 'rendered' } & MermaidOutcome);
+
+/** Put a drawn SVG into its holder (Mermaid's own output in strict mode, built as DOM: see mermaidRender.ts). */
+const holding = (svg: SVGSVGElement) => (el: HTMLDivElement | null) => void (el && el.firstChild !== svg && el.replaceChildren(svg));
 
 export function DiagramBlock({ topic, join }: BlockProps) {
   const stream = useAIBlockStreaming('diagram');
@@ -14,6 +18,9 @@ export function DiagramBlock({ topic, join }: BlockProps) {
   const titleId = useId();
   const running = stream.status === 'connecting' || stream.status === 'streaming';
   const finalSource = stream.status === 'done' && stream.outcome === 'complete' ? stream.source : null;
+  const { streamId } = stream;
+  // each turn's picture, by stream id: an earlier turn ("More detail" asked of it) stays drawn above
+  const drawn = useRef(new Map<string, SVGSVGElement>());
 
   const { join: follow } = stream;
   useEffect(() => {
@@ -28,14 +35,17 @@ export function DiagramBlock({ topic, join }: BlockProps) {
     let current = true;
     setRendering({ state: 'rendering' });
     renderMermaid(finalSource).then(
-      (outcome) => current && setRendering({ state: 'rendered', ...outcome }),
+      (outcome) => {
+        if (outcome.ok && streamId !== null) drawn.current.set(streamId, outcome.svg);
+        if (current) setRendering({ state: 'rendered', ...outcome });
+      },
       (error: unknown) =>
         current && setRendering({ state: 'rendered', ok: false, message: `could not load the diagram renderer: ${String(error)}` }),
     );
     return () => {
       current = false;
     };
-  }, [finalSource]);
+  }, [finalSource, streamId]);
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -60,12 +70,37 @@ export function DiagramBlock({ topic, join }: BlockProps) {
           </button>
         </div>
       </form>
+      {stream.thread.length > 0 ? (
+        <ol className="thread" aria-label="Earlier diagrams" data-testid="thread">
+          {stream.thread.map((turn) => {
+            const svg = drawn.current.get(turn.streamId);
+            return (
+              <li key={turn.streamId} className="thread-turn" data-testid="thread-turn">
+                <TurnHeading ask={turn} note={endNote(turn)} />
+                {svg ? (
+                  <figure className="diagram" data-testid="thread-diagram">
+                    <div className="diagram-svg" ref={holding(svg)} />
+                    <figcaption className="visually-hidden">Earlier diagram: {askedLabel(turn)}</figcaption>
+                  </figure>
+                ) : null}
+                <details className="source-details">
+                  <summary>Mermaid source</summary>
+                  <pre>
+                    <code>{turn.text}</code>
+                  </pre>
+                </details>
+              </li>
+            );
+          })}
+        </ol>
+      ) : null}
       <StreamStatusBar stream={stream} />
+      {stream.thread.length > 0 && stream.asked ? <TurnHeading ask={stream.asked} current /> : null}
       {stream.status === 'idle' ? <p className="placeholder">The diagram appears here.</p> : null}
       {rendered !== null ? (
         <figure className="diagram" data-testid="diagram">
           {/* Mermaid's own output in strict mode (sanitised by its DOMPurify), built as DOM (see mermaidRender.ts). */}
-          <div className="diagram-svg" ref={(el) => void (el && el.firstChild !== rendered && el.replaceChildren(rendered))} />
+          <div className="diagram-svg" ref={holding(rendered)} />
           <figcaption className="visually-hidden">Diagram of {input}</figcaption>
         </figure>
       ) : null}
@@ -100,6 +135,7 @@ export function DiagramBlock({ topic, join }: BlockProps) {
           </pre>
         )
       ) : null}
+      <FollowUps stream={stream} title="Diagram" />
       <StreamMessages stream={stream} />
     </section>
   );

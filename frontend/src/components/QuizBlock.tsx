@@ -3,6 +3,7 @@ import type { QuizQuestion } from '../ai/events.ts';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
 import type { BlockProps } from './TextAnswerBlock.tsx';
+import { FollowUps } from './FollowUps.tsx';
 
 const LETTERS = ['A', 'B', 'C', 'D'];
 
@@ -65,8 +66,9 @@ export function QuizBlock({ topic, join }: BlockProps) {
   useEffect(() => {
     if (join) follow(join.streamId);
   }, [join, follow]);
-  // A new quiz starts with no answers.
-  useEffect(() => setPicks({}), [streamId]);
+  // A new quiz starts with no answers; "Another question" keeps them (its questions number on).
+  const quizId = stream.thread[0]?.streamId ?? streamId;
+  useEffect(() => setPicks({}), [quizId]);
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -77,7 +79,10 @@ export function QuizBlock({ topic, join }: BlockProps) {
     }
   };
 
-  const questions = stream.questions.filter((q): q is QuizQuestion => q !== undefined);
+  const questions = [
+    ...stream.thread.flatMap((turn) => turn.questions),
+    ...stream.questions.filter((q): q is QuizQuestion => q !== undefined),
+  ];
   const answered = Object.keys(picks).length;
   const score = questions.reduce((sum, q, i) => sum + (picks[i] === q.answer_index ? 1 : 0), 0);
   const finished = stream.status === 'done' && questions.length > 0 && answered === questions.length;
@@ -133,6 +138,7 @@ export function QuizBlock({ topic, join }: BlockProps) {
             : `Answered ${answered} of ${questions.length}${running ? ' so far' : ''}`}
         </p>
       ) : null}
+      <FollowUps stream={stream} title="Quiz" />
       <StreamMessages stream={stream} />
     </section>
   );

@@ -41,7 +41,9 @@ interface Props {
 /**
  * Status, token count, provider, and the stop / retry / share controls of one block.
  * When the stream ends with focus on the Stop button (clicked, or Escape), the button goes and focus
- * moves to Retry, or else to the block's submit button, rather than to the page's top.
+ * moves to Retry, or else to the block's first follow-up or its submit button, rather than to the page's top.
+ * A stream that reads a generation shared with identical requests says so: "shared with your class" while
+ * it was running for someone else, "from a moment ago" when it had completed and is replayed.
  */
 export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props) {
   const running = stream.status === 'connecting' || stream.status === 'streaming';
@@ -56,8 +58,10 @@ export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props)
     const active = document.activeElement;
     if (active !== null && active !== document.body) return; // focus went somewhere on purpose
     const retry = bar.current?.querySelector<HTMLButtonElement>('button[data-action="retry"]');
-    const submit = bar.current?.closest('.aib-block')?.querySelector<HTMLButtonElement>('button[type="submit"]:not(:disabled)');
-    (retry ?? submit)?.focus();
+    const section = bar.current?.closest('.aib-block');
+    const followUp = section?.querySelector<HTMLButtonElement>('button[data-action="follow-up"]');
+    const submit = section?.querySelector<HTMLButtonElement>('button[type="submit"]:not(:disabled)');
+    (retry ?? followUp ?? submit)?.focus();
   }, [running]);
   return (
     <div className="status-bar" ref={bar}>
@@ -71,6 +75,16 @@ export function StreamStatusBar({ stream, countLabel = 'tokens', count }: Props)
         <span className="model" title={stream.meta.notice ?? undefined}>
           {stream.meta.provider} · {stream.meta.model}
           {stream.meta.scripted ? <span className="badge badge-scripted">scripted</span> : null}
+        </span>
+      ) : null}
+      {stream.meta?.shared ? (
+        <span
+          className="badge badge-shared"
+          data-testid="shared-note"
+          data-cached={stream.meta.cached ? 'true' : 'false'}
+          title="The same request was asked a moment before: this answer is read from the same generation"
+        >
+          {stream.meta.cached ? 'from a moment ago' : 'shared with your class'}
         </span>
       ) : null}
       <span className="spacer" />
@@ -112,7 +126,9 @@ export function StreamMessages({ stream }: { stream: AIStreaming }) {
       {stream.error ? (
         <p className="error" data-testid="stream-error">
           {stream.canContinue ? 'The connection was lost; the answer so far is kept. ' : null}
-          {stream.error.message}
+          {stream.error.code === 'parent_running'
+            ? 'The answer before this one is still being written, so it cannot be followed up yet: wait for it to finish (or stop it), then press Retry.'
+            : stream.error.message}
           {stream.error.code ? <code className="error-code"> ({stream.error.code})</code> : null}
         </p>
       ) : null}

@@ -3,6 +3,7 @@ import type { BlockType } from '../ai/events.ts';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
 import { StreamingMarkdown } from './StreamingMarkdown.tsx';
+import { FollowUps, TurnHeading, endNote } from './FollowUps.tsx';
 
 export interface JoinRequest {
   streamId: string;
@@ -29,7 +30,11 @@ export interface TextAnswerBlockProps {
   join?: JoinRequest | null;
 }
 
-/** A question or topic in, a streamed Markdown answer out (ask and ELI10 share it). */
+/**
+ * A question or topic in, a streamed Markdown answer out (ask and ELI10 share it). A finished answer
+ * offers follow-ups (Simpler, Another example, Why?, the learner's own words); the earlier turns stay
+ * above the one streaming, each labelled with what was asked.
+ */
 export function TextAnswerBlock(props: TextAnswerBlockProps) {
   const { blockType, title, description, inputLabel, submitLabel, defaultInput, maxTokens, join } = props;
   const stream = useAIBlockStreaming(blockType, { label: title });
@@ -62,7 +67,18 @@ export function TextAnswerBlock(props: TextAnswerBlockProps) {
           </button>
         </div>
       </form>
+      {stream.thread.length > 0 ? (
+        <ol className="thread" aria-label={`${title}: earlier answers`} data-testid="thread">
+          {stream.thread.map((turn) => (
+            <li key={turn.streamId} className="thread-turn" data-testid="thread-turn">
+              <TurnHeading ask={turn} note={endNote(turn)} />
+              <StreamingMarkdown text={turn.text} streaming={false} mend={turn.outcome !== 'complete'} />
+            </li>
+          ))}
+        </ol>
+      ) : null}
       <StreamStatusBar stream={stream} />
+      {stream.thread.length > 0 && stream.asked ? <TurnHeading ask={stream.asked} current /> : null}
       <div
         className="answer"
         id={answerId}
@@ -76,6 +92,7 @@ export function TextAnswerBlock(props: TextAnswerBlockProps) {
           <StreamingMarkdown text={stream.text} streaming={running} mend={running || stream.outcome !== 'complete'} />
         )}
       </div>
+      <FollowUps stream={stream} title={title} />
       <StreamMessages stream={stream} />
     </section>
   );
