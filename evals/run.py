@@ -82,7 +82,8 @@ class Outcome:
 
 
 async def run_one(engine: Engine, timed: TimedProvider, block: str, prompt: str) -> Outcome:
-    request = engine.prepare(block, prompt, num_questions=NUM_QUESTIONS if block == "quiz" else None)
+    # the answer key: the evaluation judges whether the marked answer is right
+    request = engine.prepare(block, prompt, num_questions=NUM_QUESTIONS if block == "quiz" else None, answer_key=True)
     run = engine.start(request, "eval")
     timed.reset()
     started = time.perf_counter()

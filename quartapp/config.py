@@ -124,6 +124,11 @@ class Settings(BaseModel):
         "generations still running are shared)",
         ge=0,
     )
+    QUIZ_ANSWER_KEY: Literal["never", "api_keys", "anyone"] = _s(
+        "api_keys",
+        "Who may ask for a quiz's answers with its questions (options.answer_key, a teacher's view); "
+        "everyone else learns an answer by answering",
+    )
     FOLLOW_UP_CONTEXT_TOKENS: int = _s(
         1000, "Most tokens of a block's earlier turns a follow-up's prompt carries (the newest turns first)", ge=0
     )

@@ -21,6 +21,11 @@ class _Model(BaseModel):
 class BlockOptions(_Model):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="Clamped to the server's MAX_TOKENS")
     num_questions: int | None = Field(default=None, ge=1, le=10, description="Quiz only; default 3")
+    answer_key: bool = Field(
+        default=False,
+        description="Quiz only: send each question's answer and explanation with it (a teacher's view; "
+        "QUIZ_ANSWER_KEY says who may ask)",
+    )
 
 
 class FollowUpFields(_Model):
@@ -52,6 +57,11 @@ class StartStream(FollowUpFields):
 class BlockBody(_Model):
     input: str = Field(max_length=100_000, description="The question or topic")
     options: BlockOptions = Field(default_factory=BlockOptions)
+
+
+class AnswerBody(_Model):
+    index: int = Field(ge=0, le=99, description="The question's index in the stream (quiz.question's index)")
+    choice: int = Field(ge=0, le=3, description="The choice the learner picked, 0-3")
 
 
 class StreamCreated(_Model):

@@ -7,11 +7,12 @@ import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
-from ..engine.blocks import Block, BlockRequest, FollowUp, Shaper
+from ..engine.blocks import Block, BlockRequest, Event, FollowUp, Shaper
 from ..engine.shapers import JSONItemsShaper
 from ..providers.base import GenerationRequest, Message, ProviderBadOutput
-from ..streams.events import BlockResult, QuizQuestion, QuizQuestionData
+from ..streams.events import QUIZ_KEY_EVENT, BlockResult, QuizItem, QuizQuestion, QuizQuestionData
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,34 @@ def quiz_schema(num_questions: int) -> dict[str, Any]:
 
 class QuizShaper(JSONItemsShaper):
     """Quiz JSON: a ``quiz.question`` event the moment a question's closing brace arrives;
-    a question whose choices repeat, or that repeats an earlier one, is dropped."""
+    a question whose choices repeat, or that repeats an earlier one, is dropped.
+
+    The learner gets the question and its choices only: the answer and the explanation go
+    into a private ``_quiz.key`` record the server keeps (``POST .../answer`` reveals it once
+    the learner answered), and the result shows them only with ``reveal`` (the answer key a
+    teacher may ask for)."""
 
     key, event_type, item_field, item_model = "questions", "quiz.question", "question", QuizQuestion
 
-    def __init__(self) -> None:
+    def __init__(self, reveal: bool = False) -> None:
         super().__init__()
         self._seen: set[str] = set()
+        self._reveal = reveal
+
+    def item_events(self, index: int, item: QuizQuestion) -> list[Event]:
+        if self._reveal:
+            return super().item_events(index, item)
+        key = {"index": index, "answer_index": item.answer_index, "explanation": item.explanation}
+        return [
+            (self.event_type, {"index": index, "question": item.shown().model_dump(exclude_none=True)}),
+            (QUIZ_KEY_EVENT, key),
+        ]
+
+    def _shown(self, questions: list[QuizQuestion]) -> list[QuizItem]:
+        return list(questions) if self._reveal else [q.shown() for q in questions]
+
+    def text(self) -> str:
+        return to_json({"questions": [q.model_dump(exclude_none=True) for q in self._shown(self.items)]}).decode()
 
     @property
     def questions(self) -> list[QuizQuestion]:
@@ -131,12 +153,12 @@ class QuizShaper(JSONItemsShaper):
 
     def make_result(self, final: bool) -> BlockResult:
         if not final:
-            return BlockResult(block_type="quiz", text=self.text(), questions=list(self.items))
+            return BlockResult(block_type="quiz", text=self.text(), questions=self._shown(self.items))
         try:
             quiz = Quiz(questions=self.items)
         except ValidationError:
             raise ProviderBadOutput("the quiz had no valid question") from None
-        return BlockResult(block_type="quiz", text=self.text(), questions=quiz.questions)
+        return BlockResult(block_type="quiz", text=self.text(), questions=self._shown(quiz.questions))
 
 
 def retry_request(request: BlockRequest, shaper: Shaper) -> GenerationRequest | None:
@@ -187,7 +209,7 @@ QUIZ = Block(
     name="quiz",
     description="Multiple-choice questions on a topic, each sent the moment it is complete",
     system_prompt=SYSTEM_PROMPT,
-    shaper=lambda request: QuizShaper(),
+    shaper=lambda request: QuizShaper(reveal=request.answer_key),
     result_model=BlockResult,
     events={"quiz.question": QuizQuestionData},
     lead=lambda request: f"Write {request.num_questions} questions about this topic",

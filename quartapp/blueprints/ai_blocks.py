@@ -14,7 +14,7 @@ from quartapp.streams.events import parse_event_id
 from quartapp.streams.log import StreamInfo
 from quartapp.streams.manager import StreamNotFound
 
-from .identity import client_address, owner_id
+from .identity import allow_answer_key, client_address, owner_id
 from .sse import cursor_from_request, stream_response
 
 bp = Blueprint("ai_blocks", __name__, url_prefix="/api/ai-block")
@@ -38,7 +38,14 @@ async def complete(block_type: str, data: BlockBody) -> BlockResponse:
     """Generate the whole block and return it as one JSON body (works with streaming off)."""
     require_block(block_type)
     core = services()
-    block = core.engine.prepare(block_type, data.input, data.options.max_tokens, data.options.num_questions)
+    options = data.options
+    block = core.engine.prepare(
+        block_type,
+        data.input,
+        options.max_tokens,
+        options.num_questions,
+        answer_key=allow_answer_key(options.answer_key),
+    )
     lease = await core.limits.admit(owner_id(), client_address())  # before the model is called
     try:
         done = await core.engine.complete(block)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from quart import Blueprint, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from quartapp.engine import BlockRequest
 from quartapp.engine.blocks import Turn
-from quartapp.errors import ErrorBody
-from quartapp.schemas import EventsQuery, StartStream, StreamCreated, StreamStatus, WsStart
+from quartapp.errors import APIError, ErrorBody
+from quartapp.schemas import AnswerBody, EventsQuery, StartStream, StreamCreated, StreamStatus, WsStart
 from quartapp.security import cross_site_checked, starts_generation
 from quartapp.state import services
+from quartapp.streams.events import QUIZ_KEY_EVENT, QuizAnswer
 from quartapp.streams.log import StreamInfo
 
-from .identity import client_address, owner_id
+from .identity import allow_answer_key, client_address, owner_id
 from .sse import cursor_from_request, stream_response
 
 bp = Blueprint("streams", __name__, url_prefix="/api/streams")
@@ -73,6 +76,7 @@ async def prepare_start(data: StartStream | WsStart, owner: str) -> BlockRequest
         parent_stream_id=data.parent_stream_id,
         follow_up=data.follow_up,
         history=history,
+        answer_key=allow_answer_key(data.options.answer_key),
     )
 
 
@@ -100,3 +104,28 @@ async def events(stream_id: str, query_args: EventsQuery):  # type: ignore[no-un
     owner = owner_id()
     info = await services().streams.info(stream_id, owner)
     return stream_response(info, cursor_from_request(query_args.after), owner)
+
+
+@bp.post("/<stream_id>/answer")
+@cross_site_checked
+@validate_request(AnswerBody)
+@validate_response(QuizAnswer, 200)
+@validate_response(ErrorBody, 404)
+@validate_response(ErrorBody, 409)
+async def answer(stream_id: str, data: AnswerBody) -> QuizAnswer:
+    """Answer one quiz question: whether the choice was right, the answer and the explanation.
+    Once per question: the answer key stays on the server until then."""
+    streams, owner = services().streams, owner_id()
+    record = await streams.private_record(stream_id, owner, f"{QUIZ_KEY_EVENT}:{data.index}")
+    if record is None:
+        raise APIError(404, "question_not_found", "this stream has no such quiz question (yet)", "index")
+    if not await streams.claim(stream_id, owner, f"answered:{data.index}", str(data.choice)):
+        raise APIError(409, "already_answered", "this question was answered already", "index")
+    key = json.loads(record)
+    return QuizAnswer(
+        index=data.index,
+        choice=data.choice,
+        correct=data.choice == key["answer_index"],
+        answer_index=key["answer_index"],
+        explanation=key["explanation"],
+    )

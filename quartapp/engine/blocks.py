@@ -85,6 +85,8 @@ class BlockRequest:
     parent_stream_id: str | None = None
     follow_up: str | None = None
     history: tuple[Turn, ...] = ()
+    #: The requester may see the answers with the questions (a quiz's answer key: a teacher).
+    answer_key: bool = False
 
     @property
     def block_type(self) -> str:

@@ -166,6 +166,9 @@ class Run:
         except ProviderError as exc:
             yield ("error", self.error_data(exc.code, exc.message, "failed", exc.retryable))
             return
+        closing = getattr(self._shaper, "closing_events", None)  # items only the complete output held
+        for event in closing() if closing is not None else ():
+            yield event
         yield ("done", self.done_data("complete", self.finish_reason, self.final))
 
     async def _generate(self, gen: GenerationRequest) -> AsyncGenerator[Event, None]:
@@ -320,6 +323,7 @@ class Engine:
         parent_stream_id: str | None = None,
         follow_up: str | None = None,
         history: tuple[Turn, ...] = (),
+        answer_key: bool = False,
     ) -> BlockRequest:
         """Validate and clamp client input. Raises :class:`InputError`. A follow-up names the
         stream it continues (``parent_stream_id``), a kind of ``Block.follow_ups`` or words of
@@ -355,7 +359,9 @@ class Engine:
         if "\x00" in text:
             raise InputError("invalid_input", "input must not contain NUL characters", "input")
         questions = num_questions if num_questions is not None else 3
-        request = BlockRequest(block, text, 0, questions, scripted_interval_ms, parent_stream_id, follow_up, history)
+        request = BlockRequest(
+            block, text, 0, questions, scripted_interval_ms, parent_stream_id, follow_up, history, answer_key
+        )
         return dataclasses.replace(
             request, max_tokens=block.token_budget(max_tokens, request, self.settings.MAX_TOKENS)
         )

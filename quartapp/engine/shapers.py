@@ -69,6 +69,7 @@ class JSONItemsShaper(ABC):
         self._escape = False
         self._closed_items = 0
         self._attempted = 0  # array items already validated (accepted or dropped)
+        self._sent = 0  # accepted items already sent as events
         self.items: list[Any] = []
 
     def feed(self, text: str, tokens: int) -> list[Event]:
@@ -119,13 +120,23 @@ class JSONItemsShaper(ABC):
         items = value.get(self.key) if isinstance(value, dict) else None
         if not isinstance(items, list):
             return []
-        events: list[Event] = []
         for raw in items[self._attempted : self._closed_items]:
             self._attempted += 1
-            item = self._validate(raw)
-            if item is not None:
-                events.append((self.event_type, {"index": len(self.items) - 1, self.item_field: item.model_dump()}))
+            self._validate(raw)
+        return self.closing_events()
+
+    def closing_events(self) -> list[Event]:
+        """The events of accepted items not sent yet (the run asks again after ``finish``, for
+        items only the complete JSON held)."""
+        events: list[Event] = []
+        for index in range(self._sent, len(self.items)):
+            events.extend(self.item_events(index, self.items[index]))
+        self._sent = len(self.items)
         return events
+
+    def item_events(self, index: int, item: Any) -> list[Event]:
+        """What an accepted item is sent as (override to keep part of it on the server)."""
+        return [(self.event_type, {"index": index, self.item_field: item.model_dump()})]
 
     def _validate(self, raw: object) -> BaseModel | None:
         try:

@@ -37,6 +37,12 @@ class EventType(enum.StrEnum):
 
 TERMINAL = frozenset({EventType.DONE.value, EventType.ERROR.value})
 
+#: An event type starting with this is a **private record**: the stream manager keeps it in the
+#: log (``put_private``, by type and ``index``) and never sends it to a reader.
+PRIVATE_PREFIX = "_"
+#: A quiz question's answer and explanation, kept until the learner answers it.
+QUIZ_KEY_EVENT = "_quiz.key"
+
 EndStatus = Literal["complete", "stopped", "interrupted", "failed"]
 #: A registered block's name (the contract lists the registered ones as an enum).
 BlockName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
@@ -51,13 +57,36 @@ class Usage(_Payload):
     output_tokens: int = Field(ge=0, description="Generated tokens")
 
 
-class QuizQuestion(_Payload):
-    """One multiple-choice question; the quiz block validates every one with this model."""
+class QuizItem(_Payload):
+    """A quiz question as the learner gets it: the question and its choices. The answer and the
+    explanation stay on the server until the learner answers (``POST .../answer``); they are
+    here only for a requester that asked for the answer key (``options.answer_key``)."""
 
     question: str = Field(min_length=1, max_length=300)
     choices: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(min_length=4, max_length=4)
+    answer_index: int | None = Field(default=None, ge=0, le=3, description="Only with the answer key")
+    explanation: str | None = Field(default=None, min_length=1, max_length=400, description="Only with the answer key")
+
+
+class QuizQuestion(QuizItem):
+    """One whole multiple-choice question; the quiz block validates every one with this model."""
+
     answer_index: int = Field(ge=0, le=3)
     explanation: str = Field(min_length=1, max_length=400)
+
+    def shown(self) -> QuizItem:
+        """What a learner sees of it before answering."""
+        return QuizItem(question=self.question, choices=self.choices)
+
+
+class QuizAnswer(_Payload):
+    """``POST /api/streams/<id>/answer``: whether the learner's choice was right, and why."""
+
+    index: int = Field(ge=0, description="The question's index in the stream")
+    choice: int = Field(ge=0, le=3, description="The choice the learner picked")
+    correct: bool
+    answer_index: int = Field(ge=0, le=3)
+    explanation: str
 
 
 class DiagramCheck(_Payload):
@@ -70,7 +99,7 @@ class BlockResult(_Payload):
 
     block_type: BlockName
     text: str = Field(description="Markdown answer, raw quiz JSON, or Mermaid source")
-    questions: list[QuizQuestion] | None = None
+    questions: list[QuizItem] | None = None
     diagram: DiagramCheck | None = None
 
 
@@ -108,7 +137,7 @@ class TokenData(_Payload):
 
 class QuizQuestionData(_Payload):
     index: int = Field(ge=0)
-    question: QuizQuestion
+    question: QuizItem
 
 
 class DiagramPartialData(_Payload):
@@ -120,7 +149,7 @@ class SnapshotData(_Payload):
 
     start: StartData | None = Field(description="The stream's start event, for readers that never saw it")
     text: str
-    questions: list[QuizQuestion]
+    questions: list[QuizItem]
     output_tokens: int = Field(ge=0)
 
 

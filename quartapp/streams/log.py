@@ -161,6 +161,17 @@ class StreamLog(Protocol):
 
     async def find_alias(self, owner: str, name: str) -> str | None: ...
 
+    async def put_private(self, stream_id: str, name: str, value: str) -> None:
+        """Keep a record of the stream that no reader is sent (a quiz's answer key), as long as
+        the stream is kept."""
+        ...
+
+    async def get_private(self, stream_id: str, name: str) -> str | None: ...
+
+    async def claim_private(self, stream_id: str, name: str, value: str) -> bool:
+        """Set ``name`` unless it is set already, atomically: True when this call set it."""
+        ...
+
     async def healthy(self) -> bool: ...
 
     async def request_stop(self, stream_id: str) -> None: ...
@@ -240,6 +251,7 @@ class MemoryStreamLog:
         self._stop_handler: StopHandler | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._aliases: OrderedDict[tuple[str, str], str] = OrderedDict()  # bounded: the newest win
+        self._private: dict[str, dict[str, str]] = {}  # few streams have any: kept beside, not on each
 
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo:
         self._expire()
@@ -433,6 +445,22 @@ class MemoryStreamLog:
         stream_id = self._aliases.get((owner, name))
         return stream_id if stream_id in self._streams else None
 
+    async def put_private(self, stream_id: str, name: str, value: str) -> None:
+        if stream_id in self._streams:
+            self._private.setdefault(stream_id, {})[name] = value
+
+    async def get_private(self, stream_id: str, name: str) -> str | None:
+        return self._private.get(stream_id, {}).get(name) if stream_id in self._streams else None
+
+    async def claim_private(self, stream_id: str, name: str, value: str) -> bool:
+        if stream_id not in self._streams:
+            return False
+        records = self._private.setdefault(stream_id, {})
+        if name in records:
+            return False
+        records[name] = value
+        return True
+
     async def healthy(self) -> bool:
         return True
 
@@ -471,6 +499,7 @@ class MemoryStreamLog:
 
     def _drop(self, stream_id: str) -> None:
         stream = self._streams.pop(stream_id, None)
+        self._private.pop(stream_id, None)
         if stream is not None:
             self._epochs.pop(stream.epoch, None)
             self._release(stream)  # its readers find it gone

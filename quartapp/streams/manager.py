@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import secrets
 import time
@@ -41,10 +42,13 @@ from ..errors import APIError
 from ..limits import Lease, Limits
 from ..metrics import Metrics
 from ..providers.base import Usage
-from .events import TERMINAL, Entry, parse_event_id
+from .events import PRIVATE_PREFIX, TERMINAL, Entry, parse_event_id
 from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
 from .sharing import ALIAS_OWNER, GENERATION_OWNER, Found, MirrorRun, generation_key
 from .threads import earlier_turns
+
+#: The private record of a mirror naming the shared generation it reads.
+SOURCE_RECORD = "source"
 
 #: How long a stop waits for a producer on another instance to log its end.
 STOP_WAIT_S = 5.0
@@ -151,7 +155,8 @@ class StreamManager:
         runs its most concurrent streams. With ``SHARED_GENERATIONS`` the stream mirrors the
         generation identical requests share (:mod:`quartapp.streams.sharing`)."""
         stream_id = new_stream_id()
-        shared = self.settings.SHARED_GENERATIONS and request.parent_stream_id is None  # a thread is its own
+        # a thread is its own, and so is a teacher's quiz with its answer key
+        shared = self.settings.SHARED_GENERATIONS and request.parent_stream_id is None and not request.answer_key
         if shared and not self.engine.streaming_enabled:
             raise StreamingDisabled()
         run: Producing | None = None if shared else self.engine.start(request, stream_id)
@@ -162,6 +167,8 @@ class StreamManager:
                 source, generation_owner, found = await self._generation_for(request, stream_id)
                 run = MirrorRun(request, stream_id, self.follow(source, None, generation_owner), found)
             info = await self.log.create(stream_id, owner, request.block_type)
+            if source is not None:  # its private records (a quiz's answer key) are the generation's
+                await self.log.put_private(stream_id, SOURCE_RECORD, source)
         except BaseException:
             if lease is not None and self.limits is not None:
                 await self.limits.release(lease)
@@ -226,6 +233,11 @@ class StreamManager:
                 async with contextlib.aclosing(run.events()) as events:
                     appended = 0
                     async for event_type, data in events:
+                        if event_type[0] == PRIVATE_PREFIX:  # kept for the server, never sent
+                            await self.log.put_private(
+                                stream_id, f"{event_type}:{data.get('index', '')}", json.dumps(data)
+                            )
+                            continue
                         before = time.perf_counter()
                         await self.log.append(stream_id, event_type, data)
                         if not appended & LOG_LATENCY_SAMPLE_MASK:  # a histogram observe is ~2 us: sample it
@@ -368,6 +380,21 @@ class StreamManager:
                 "parent_stream_id",
             )
         return await earlier_turns(self.log, info, self.settings.FOLLOW_UP_CONTEXT_TOKENS)
+
+    async def private_record(self, stream_id: str, owner: str, name: str) -> str | None:
+        """A private record of the owner's stream (a quiz question's answer key), or of the
+        shared generation it mirrors; None when there is none (yet)."""
+        await self._owned(stream_id, owner)
+        value = await self.log.get_private(stream_id, name)
+        if value is None:
+            source = await self.log.get_private(stream_id, SOURCE_RECORD)
+            value = await self.log.get_private(source, name) if source else None
+        return value
+
+    async def claim(self, stream_id: str, owner: str, name: str, value: str) -> bool:
+        """Set a private record of the owner's stream once (an answer): False when it was set."""
+        await self._owned(stream_id, owner)
+        return await self.log.claim_private(stream_id, name, value)
 
     async def info(self, stream_id: str, owner: str = "") -> StreamInfo:
         return await self._owned(stream_id, owner)

@@ -626,6 +626,37 @@ class RedisStreamLog:
             raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         return value.decode() if value else None
 
+    def _private_key(self, stream_id: str) -> str:
+        return f"{self._prefix}{{{stream_id}}}:private"
+
+    async def put_private(self, stream_id: str, name: str, value: str) -> None:
+        key = self._private_key(stream_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, name, value)
+                pipe.pexpire(key, self._safety_ms)  # as long as the stream's own keys, at most
+                await pipe.execute()
+        except _TRANSIENT as exc:
+            raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def get_private(self, stream_id: str, name: str) -> str | None:
+        try:
+            value: Any = await self._redis.hget(self._private_key(stream_id), name)
+        except _TRANSIENT as exc:
+            raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return value.decode() if value else None
+
+    async def claim_private(self, stream_id: str, name: str, value: str) -> bool:
+        key = self._private_key(stream_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, name, value)
+                pipe.pexpire(key, self._safety_ms)
+                claimed, _ = await pipe.execute()
+        except _TRANSIENT as exc:
+            raise LogUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return bool(claimed)
+
     async def healthy(self) -> bool:
         try:
             async with asyncio.timeout(2.0):

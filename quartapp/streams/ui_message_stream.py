@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from .events import BlockResult, EndStatus, Entry, QueuedData, QuizQuestion, ShutdownData, Usage
+from .events import BlockResult, EndStatus, Entry, QueuedData, QuizItem, ShutdownData, Usage
 from .sse import SSE_HEADERS
 
 HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
@@ -164,7 +164,7 @@ class QuizQuestionPart(_Part):
 
     type: Literal["data-quiz-question"]
     id: str
-    data: QuizQuestion
+    data: QuizItem
 
 
 class QuizPart(_Part):

@@ -64,7 +64,7 @@ def feed_chars(shaper: QuizShaper, text: str) -> dict[int, list[tuple[str, dict[
 def test_quiz_question_emitted_exactly_at_its_closing_brace() -> None:
     questions = [question(1), question(2), question(3)]
     text = quiz_text(questions, lead="Here is your quiz:\n")
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     emitted = feed_chars(shaper, text)
     assert list(emitted) == closing_braces(text, questions)
     for n, events in enumerate(emitted.values()):
@@ -84,7 +84,7 @@ def test_quiz_drops_questions_with_repeated_choices_and_repeated_questions() -> 
     last = question(5)
     questions = [repeated_choices, good, duplicate, too_few, bad_index, last]
     text = quiz_text(questions)
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     emitted = feed_chars(shaper, text)
     braces = closing_braces(text, questions)
     assert list(emitted) == [braces[1], braces[5]]
@@ -93,17 +93,17 @@ def test_quiz_drops_questions_with_repeated_choices_and_repeated_questions() -> 
 
 
 def test_quiz_finish_validates() -> None:
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     shaper.feed(quiz_text([question(1)])[:-5], 10)  # cut inside the only question
     with pytest.raises(ProviderBadOutput, match="no valid question"):
         shaper.finish()
 
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     shaper.feed(quiz_text([question(1, choices=["a", "a", "a", "a"])]), 10)
     with pytest.raises(ProviderBadOutput, match="no valid question"):
         shaper.finish()
 
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     shaper.feed("I cannot write a quiz about that.", 8)
     with pytest.raises(ProviderBadOutput):
         shaper.finish()
@@ -112,7 +112,7 @@ def test_quiz_finish_validates() -> None:
 def test_quiz_cut_short_keeps_the_questions_it_completed() -> None:
     text = quiz_text([question(1), question(2)])
     cut = closing_braces(text, [question(1), question(2)])[1] - 3
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     events = validated(shaper.feed(text[:cut], 50))
     assert events == [("quiz.question", {"index": 0, "question": question(1)})]
     result = shaper.finish()
@@ -120,7 +120,7 @@ def test_quiz_cut_short_keeps_the_questions_it_completed() -> None:
 
 
 def test_quiz_next_attempt_continues_the_numbering_and_drops_repeats() -> None:
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     first = validated(shaper.feed(quiz_text([question(1), question(2)]), 50))
     assert [e[1]["index"] for e in first] == [0, 1]
     shaper.next_attempt()
@@ -133,7 +133,7 @@ def test_quiz_next_attempt_continues_the_numbering_and_drops_repeats() -> None:
 def test_quiz_result_while_running_keeps_what_arrived() -> None:
     text = quiz_text([question(1), question(2)])
     cut = closing_braces(text, [question(1), question(2)])[0] + 10
-    shaper = QuizShaper()
+    shaper = QuizShaper(reveal=True)
     shaper.feed(text[:cut], 5)
     partial = shaper.result()
     assert json.loads(partial.text) == {"questions": [question(1)]}
@@ -145,7 +145,7 @@ def test_quiz_result_while_running_keeps_what_arrived() -> None:
 def test_quiz_events_do_not_depend_on_how_the_text_is_split(sizes: list[int]) -> None:
     questions = [question(1), question(2), question(3)]
     text = quiz_text(questions)
-    shaper, events, at = QuizShaper(), [], 0
+    shaper, events, at = QuizShaper(reveal=True), [], 0
     for size in sizes:
         if at >= len(text):
             break
@@ -216,3 +216,24 @@ def test_text_refuses_an_empty_answer() -> None:
 def test_make_shaper_picks_by_block() -> None:
     assert isinstance(make_shaper(QUIZ), QuizShaper)
     assert isinstance(make_shaper(blocks.DIAGRAM), DiagramShaper)
+
+
+def test_a_learners_quiz_keeps_the_answers_on_the_server() -> None:
+    """Without the answer key, a question goes out as its text and choices; its answer and
+    explanation become a private ``_quiz.key`` record, and neither the result nor its text has them."""
+    questions = [question(1), question(2)]
+    shaper = QuizShaper()
+    events = [event for ch in quiz_text(questions) for event in shaper.feed(ch, 1)]
+    shown = [data for event_type, data in events if event_type == "quiz.question"]
+    keys = [data for event_type, data in events if event_type == "_quiz.key"]
+    assert shown == [
+        {"index": n, "question": {"question": q["question"], "choices": q["choices"]}} for n, q in enumerate(questions)
+    ]
+    validated([("quiz.question", data) for data in shown])
+    assert keys == [
+        {"index": n, "answer_index": q["answer_index"], "explanation": q["explanation"]}
+        for n, q in enumerate(questions)
+    ]
+    result = shaper.finish()
+    assert [q.model_dump(exclude_none=True) for q in result.questions or []] == [d["question"] for d in shown]
+    assert "answer_index" not in result.text and "explanation" not in result.text
