@@ -14,6 +14,7 @@ export { DiagramBlock } from './components/DiagramBlock.tsx';
 export { TextAnswerBlock, type BlockProps, type JoinRequest, type TextAnswerBlockProps } from './components/TextAnswerBlock.tsx';
 export { StreamStatusBar, StreamMessages, statusLabel, defaultShareLink, type ShareLink } from './components/StreamStatusBar.tsx';
 export { StreamingMarkdown, safeUrl } from './components/StreamingMarkdown.tsx';
+export { FollowUps, TurnHeading, askedLabel, type FollowUpsProps } from './components/FollowUps.tsx';
 
 // -- hooks -----------------------------------------------------------------------
 export {
@@ -29,6 +30,16 @@ export {
   type StreamBlockProps,
   type StopKeyEvent,
 } from './ai/streamHooks.ts';
+
+// -- follow-ups: a block's thread of turns ------------------------------------------
+export {
+  BLOCK_FOLLOW_UPS,
+  FOLLOW_UP_LABELS,
+  OWN_WORDS_FOLLOW_UPS,
+  turnLabel,
+  type ThreadTurn,
+  type TurnAsk,
+} from './ai/threads.ts';
 
 // -- accessibility: the page's announcer and the moments it says ------------------
 export { StreamAnnouncer, useAnnounce, useAnnouncer, ANNOUNCER_HISTORY, type Announcer, type StreamAnnouncerProps } from './ai/announcer.ts';
@@ -99,6 +110,7 @@ export {
   type StreamEvent,
   type TerminalEvent,
   type BlockOptions,
+  type FollowUpKind,
   type StartRequest,
   type StreamCreated,
   type StreamStatus,
