@@ -16,7 +16,7 @@ import type {
   ErrorData,
   ErrorDetail,
   QueuedData,
-  QuizQuestion,
+  QuizItem,
   QuizQuestionData,
   ResetData,
   ShutdownData,
@@ -47,7 +47,7 @@ export const SCHEMA_FIELDS = {
   QueuedData: { required: ['position'], optional: [] },
   TokenData: { required: ['text', 'tokens'], optional: ['t'] },
   QuizQuestionData: { required: ['index', 'question'], optional: [] },
-  QuizQuestion: { required: ['question', 'choices', 'answer_index', 'explanation'], optional: [] },
+  QuizItem: { required: ['question', 'choices'], optional: ['answer_index', 'explanation'] },
   DiagramPartialData: { required: ['text'], optional: [] },
   SnapshotData: { required: ['start', 'text', 'questions', 'output_tokens'], optional: [] },
   ResetData: { required: ['reason', 'message'], optional: [] },
@@ -57,7 +57,7 @@ export const SCHEMA_FIELDS = {
   Usage: { required: ['input_tokens', 'output_tokens'], optional: [] },
   BlockResult: { required: ['block_type', 'text'], optional: ['questions', 'diagram'] },
   DiagramCheck: { required: ['valid', 'errors'], optional: [] },
-  BlockOptions: { required: [], optional: ['max_tokens', 'num_questions'] },
+  BlockOptions: { required: [], optional: ['answer_key', 'max_tokens', 'num_questions'] },
   WsStart: { required: ['type', 'block_type'], optional: ['follow_up', 'input', 'options', 'parent_stream_id', 'request_id'] },
   WsResume: { required: ['type', 'stream_id'], optional: ['after', 'request_id'] },
   WsStop: { required: ['type', 'stream_id'], optional: ['request_id'] },
@@ -87,7 +87,7 @@ interface SchemaTypes {
   QueuedData: QueuedData;
   TokenData: TokenData;
   QuizQuestionData: QuizQuestionData;
-  QuizQuestion: QuizQuestion;
+  QuizItem: QuizItem;
   DiagramPartialData: DiagramPartialData;
   SnapshotData: SnapshotData;
   ResetData: ResetData;
@@ -125,7 +125,7 @@ export const FIELD_LISTS_MATCH_TYPES: Agreement = {
   QueuedData: true,
   TokenData: true,
   QuizQuestionData: true,
-  QuizQuestion: true,
+  QuizItem: true,
   DiagramPartialData: true,
   SnapshotData: true,
   ResetData: true,

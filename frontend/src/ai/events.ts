@@ -22,10 +22,27 @@ export interface Usage {
   output_tokens: number;
 }
 
-export interface QuizQuestion {
+/**
+ * A quiz question as the learner gets it. The answer and the explanation stay on the server
+ * until the learner answers (`StreamTransport.answer`); they are here only for a requester that
+ * asked for the answer key (`options.answer_key`, a teacher's view).
+ */
+export interface QuizItem {
   question: string;
   /** Always four. */
   choices: string[];
+  answer_index?: number | null;
+  explanation?: string | null;
+}
+
+/** @deprecated the old name of {@link QuizItem}. */
+export type QuizQuestion = QuizItem;
+
+/** The server's verdict on one answer: `POST /api/streams/<id>/answer`. */
+export interface QuizAnswer {
+  index: number;
+  choice: number;
+  correct: boolean;
   answer_index: number;
   explanation: string;
 }
@@ -39,7 +56,7 @@ export interface BlockResult {
   block_type: BlockType;
   /** Markdown answer, raw quiz JSON, or Mermaid source. */
   text: string;
-  questions?: QuizQuestion[] | null;
+  questions?: QuizItem[] | null;
   diagram?: DiagramCheck | null;
 }
 
@@ -74,7 +91,7 @@ export interface TokenData {
 
 export interface QuizQuestionData {
   index: number;
-  question: QuizQuestion;
+  question: QuizItem;
 }
 
 export interface DiagramPartialData {
@@ -84,7 +101,7 @@ export interface DiagramPartialData {
 export interface SnapshotData {
   start: StartData | null;
   text: string;
-  questions: QuizQuestion[];
+  questions: QuizItem[];
   output_tokens: number;
 }
 
@@ -171,6 +188,8 @@ export function replacesState(event: StreamEvent): boolean {
 export interface BlockOptions {
   max_tokens?: number | null;
   num_questions?: number | null;
+  /** Quiz only: the answers with the questions (a teacher's view; the server decides who may). */
+  answer_key?: boolean;
 }
 
 /** A follow-up's kind: what the learner asks of a finished turn. */
@@ -285,14 +304,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 
-function isQuestion(v: unknown): v is QuizQuestion {
+function isQuestion(v: unknown): v is QuizItem {
   return (
     isRecord(v) &&
     isString(v.question) &&
     Array.isArray(v.choices) &&
     v.choices.every(isString) &&
-    isCount(v.answer_index) &&
-    isString(v.explanation)
+    (v.answer_index == null || isCount(v.answer_index)) &&
+    (v.explanation == null || isString(v.explanation))
   );
 }
 

@@ -17,7 +17,16 @@
  * reconnect shows no duplicated text.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { EVENT_TYPES, parseSSEMessage, startBody, type StartRequest, type StreamCreated, type StreamEvent } from './events.ts';
+import { postQuizAnswer } from './api.ts';
+import {
+  EVENT_TYPES,
+  parseSSEMessage,
+  startBody,
+  type QuizAnswer,
+  type StartRequest,
+  type StreamCreated,
+  type StreamEvent,
+} from './events.ts';
 import {
   DEFAULT_BACKOFF,
   Delivery,
@@ -345,6 +354,10 @@ export function createSSETransport(options: SSETransportOptions = {}): StreamTra
         throw new StreamRequestError(failureOf(error));
       }
       if (!response.ok && response.status !== 404) throw new StreamRequestError(await failureFromResponse(response));
+    },
+
+    answer(streamId: string, index: number, choice: number): Promise<QuizAnswer> {
+      return postQuizAnswer(streamId, index, choice, base, fetchFn);
     },
   };
   return transport;

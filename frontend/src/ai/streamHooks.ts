@@ -31,7 +31,7 @@ import {
   useState,
   type ReactNode,
 } from 'react';
-import type { BlockOptions, BlockType, FollowUpKind, StartRequest } from './events.ts';
+import type { BlockOptions, BlockType, FollowUpKind, QuizAnswer, StartRequest } from './events.ts';
 import { useAnnouncer } from './announcer.ts';
 import { BLOCK_LABELS, momentText, streamMoment, type StreamMoment } from './moments.ts';
 import { initialStreamState, reduce, type AIStreamState, type StreamAction } from './streamState.ts';
@@ -107,6 +107,11 @@ export interface AIStreaming extends AIStreamState {
   start(request: StartRequest): Promise<void>;
   /** Ask the server to stop generating; the text so far stays. */
   stop(): Promise<void>;
+  /**
+   * Answer question `index` of the quiz stream `streamId` (a turn of this block): the server's
+   * verdict with the answer and why. Rejects with `StreamRequestError` (`already_answered`, ...).
+   */
+  answer(streamId: string, index: number, choice: number): Promise<QuizAnswer>;
   /** Continue a stream whose connection was lost, or start the last request again. */
   retry(): void;
   /** Follow a stream started elsewhere (another tab), from its beginning or a snapshot. */
@@ -260,6 +265,11 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     [r, detach, handlersFor, enqueue, setThread],
   );
 
+  const answer = useCallback(
+    (streamId: string, index: number, choice: number) => r.transport.answer(streamId, index, choice),
+    [r],
+  );
+
   const stop = useCallback(async () => {
     const handle = r.handle;
     if (handle === null) {
@@ -368,6 +378,7 @@ export function useAIStreaming(options: UseAIStreamingOptions = {}): AIStreaming
     ...state,
     start,
     stop,
+    answer,
     retry,
     join,
     followUp,

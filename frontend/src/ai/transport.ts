@@ -12,6 +12,7 @@ import {
   parseEventId,
   replacesState,
   type ErrorDetail,
+  type QuizAnswer,
   type StartRequest,
   type StreamEvent,
   type TerminalEvent,
@@ -66,6 +67,8 @@ export interface StreamTransport {
   resume(streamId: string, afterId: string | null, handlers: StreamHandlers): StreamHandle;
   /** Ask the server to stop a stream, read by whoever. */
   stop(streamId: string): Promise<void>;
+  /** Answer question `index` of a quiz stream: whether `choice` was right, the answer and why (once per question). */
+  answer(streamId: string, index: number, choice: number): Promise<QuizAnswer>;
   /** Release shared resources (a shared socket); handles still open are closed. */
   dispose?(): void;
 }

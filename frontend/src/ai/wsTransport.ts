@@ -10,8 +10,10 @@
  * sends `resume` with each stream's last event id; the server answers with
  * exactly the events after it, and `Delivery` drops any duplicate anyway.
  */
+import { postQuizAnswer } from './api.ts';
 import {
   startBody,
+  type QuizAnswer,
   toStreamEvent,
   type StartRequest,
   type WsAccepted,
@@ -322,6 +324,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions = {}
       if (!response.ok && response.status !== 404) {
         throw new StreamRequestError({ source: 'request', code: `http_${response.status}`, message: 'stop failed', retryable: true });
       }
+    },
+
+    answer(streamId: string, index: number, choice: number): Promise<QuizAnswer> {
+      return postQuizAnswer(streamId, index, choice, options.baseUrl); // a plain request: no socket needed
     },
 
     dispose(): void {

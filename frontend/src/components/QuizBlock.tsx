@@ -1,5 +1,6 @@
 import { useEffect, useId, useState, type FormEvent } from 'react';
-import type { QuizQuestion } from '../ai/events.ts';
+import type { QuizAnswer, QuizItem } from '../ai/events.ts';
+import { StreamRequestError } from '../ai/transport.ts';
 import { useAIBlockStreaming } from '../ai/streamHooks.ts';
 import { StreamMessages, StreamStatusBar } from './StreamStatusBar.tsx';
 import type { BlockProps } from './TextAnswerBlock.tsx';
@@ -7,17 +8,32 @@ import { FollowUps } from './FollowUps.tsx';
 
 const LETTERS = ['A', 'B', 'C', 'D'];
 
+/** A learner's answer to one question: the choice, then the server's verdict (or why there is none). */
+interface Answer {
+  choice: number;
+  verdict: QuizAnswer | null;
+  error: string | null;
+}
+
 interface CardProps {
   index: number;
-  question: QuizQuestion;
-  picked: number | undefined;
+  question: QuizItem;
+  answer: Answer | undefined;
   onPick(choice: number): void;
 }
 
-function QuestionCard({ index, question, picked, onPick }: CardProps) {
+/**
+ * One question. The stream carries the question and its choices only: the answer and the
+ * explanation come from the server once the learner has picked (`answer()`), so a learner
+ * cannot read them in the page's events first. A teacher's stream with the answer key
+ * (`options.answer_key`) has them already and needs no request.
+ */
+function QuestionCard({ index, question, answer, onPick }: CardProps) {
   const headingId = useId();
+  const picked = answer?.choice;
   const answered = picked !== undefined;
-  const correct = picked === question.answer_index;
+  const rightIndex = answer?.verdict?.answer_index ?? null;
+  const correct = answer?.verdict?.correct === true;
   return (
     <li className="quiz-question" aria-labelledby={headingId} data-testid="quiz-question">
       <h3 id={headingId}>
@@ -25,13 +41,13 @@ function QuestionCard({ index, question, picked, onPick }: CardProps) {
       </h3>
       <div className="choices" role="group" aria-label={`Choices for question ${index + 1}`}>
         {question.choices.map((choice, i) => {
-          const state = !answered ? '' : i === question.answer_index ? 'right' : i === picked ? 'wrong' : 'other';
+          const state = rightIndex === null ? (i === picked ? 'picked' : '') : i === rightIndex ? 'right' : i === picked ? 'wrong' : 'other';
           return (
             <button
               key={i}
               type="button"
               className={`choice ${state}`}
-              disabled={answered}
+              disabled={answered && !answer?.error}
               aria-pressed={picked === i}
               onClick={() => onPick(i)}
             >
@@ -41,22 +57,37 @@ function QuestionCard({ index, question, picked, onPick }: CardProps) {
         })}
       </div>
       <div className="feedback" aria-live="polite">
-        {answered ? (
+        {answer?.verdict ? (
           <p className={correct ? 'right' : 'wrong'} data-testid="feedback">
-            <strong>{correct ? 'Correct.' : `Not quite: the answer is ${LETTERS[question.answer_index]}.`}</strong>{' '}
-            {question.explanation}
+            <strong>{correct ? 'Correct.' : `Not quite: the answer is ${LETTERS[answer.verdict.answer_index]}.`}</strong>{' '}
+            {answer.verdict.explanation}
           </p>
+        ) : answer?.error ? (
+          <p className="wrong" data-testid="feedback">
+            Could not check this answer: {answer.error}
+          </p>
+        ) : answered ? (
+          <p data-testid="feedback-pending">Checking…</p>
         ) : null}
       </div>
     </li>
   );
 }
 
+/** A question of the thread: the stream it came in and its index there (what an answer names). */
+interface Entry {
+  streamId: string;
+  index: number;
+  question: QuizItem;
+}
+
+const entryKey = (entry: Entry) => `${entry.streamId}:${entry.index}`;
+
 export function QuizBlock({ topic, join }: BlockProps) {
   const stream = useAIBlockStreaming('quiz');
   const [input, setInput] = useState(topic);
   const [count, setCount] = useState(3);
-  const [picks, setPicks] = useState<Record<number, number>>({});
+  const [answers, setAnswers] = useState<Record<string, Answer>>({});
   const inputId = useId();
   const countId = useId();
   const titleId = useId();
@@ -68,24 +99,46 @@ export function QuizBlock({ topic, join }: BlockProps) {
   }, [join, follow]);
   // A new quiz starts with no answers; "Another question" keeps them (its questions number on).
   const quizId = stream.thread[0]?.streamId ?? streamId;
-  useEffect(() => setPicks({}), [quizId]);
+  useEffect(() => setAnswers({}), [quizId]);
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
     const text = input.trim();
     if (text) {
-      setPicks({});
+      setAnswers({});
       void stream.run(text, { num_questions: count });
     }
   };
 
-  const questions = [
-    ...stream.thread.flatMap((turn) => turn.questions),
-    ...stream.questions.filter((q): q is QuizQuestion => q !== undefined),
+  // every question of the thread, with the stream and index the server knows it by
+  const questions: Entry[] = [
+    ...stream.thread.flatMap((turn) => turn.questions.map((question, index) => ({ streamId: turn.streamId, index, question }))),
+    ...(streamId === null ? [] : stream.questions.flatMap((question, index) => (question ? [{ streamId, index, question }] : []))),
   ];
-  const answered = Object.keys(picks).length;
-  const score = questions.reduce((sum, q, i) => sum + (picks[i] === q.answer_index ? 1 : 0), 0);
+  const verdicts = Object.values(answers).flatMap((a) => (a.verdict ? [a.verdict] : []));
+  const answered = verdicts.length;
+  const score = verdicts.filter((v) => v.correct).length;
   const finished = stream.status === 'done' && questions.length > 0 && answered === questions.length;
+
+  const pick = (entry: Entry, choice: number) => {
+    const key = entryKey(entry);
+    if (answers[key] && !answers[key].error) return; // one answer per question (a failed check may be tried again)
+    const known = entry.question.answer_index;
+    if (known != null) {
+      // a teacher's quiz carries its answer key: nothing to ask
+      const verdict = { index: entry.index, choice, correct: choice === known, answer_index: known, explanation: entry.question.explanation ?? '' };
+      setAnswers((a) => ({ ...a, [key]: { choice, verdict, error: null } }));
+      return;
+    }
+    setAnswers((a) => ({ ...a, [key]: { choice, verdict: null, error: null } }));
+    stream.answer(entry.streamId, entry.index, choice).then(
+      (verdict) => setAnswers((a) => ({ ...a, [key]: { choice, verdict, error: null } })),
+      (error: unknown) => {
+        const message = error instanceof StreamRequestError ? error.failure.message : String(error);
+        setAnswers((a) => ({ ...a, [key]: { choice, verdict: null, error: message } }));
+      },
+    );
+  };
 
   return (
     <section className="aib-block" aria-labelledby={titleId} data-block="quiz" data-status={stream.status} {...stream.blockProps}>
@@ -114,13 +167,13 @@ export function QuizBlock({ topic, join }: BlockProps) {
       {stream.status === 'idle' ? <p className="placeholder">Your questions appear here.</p> : null}
       <div className="quiz-output" {...stream.outputProps} aria-label="Quiz questions" data-testid="quiz-output">
         <ol className="quiz">
-          {questions.map((question, i) => (
+          {questions.map((entry, i) => (
             <QuestionCard
-              key={i}
+              key={entryKey(entry)}
               index={i}
-              question={question}
-              picked={picks[i]}
-              onPick={(choice) => setPicks((p) => (p[i] === undefined ? { ...p, [i]: choice } : p))}
+              question={entry.question}
+              answer={answers[entryKey(entry)]}
+              onPick={(choice) => pick(entry, choice)}
             />
           ))}
         </ol>

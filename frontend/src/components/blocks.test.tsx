@@ -100,40 +100,51 @@ describe('safeUrl', () => {
 });
 
 describe('QuizBlock', () => {
-  const question = (n: number, answer: number) => ({
-    question: `Question ${n}?`,
-    choices: ['Alpha', 'Beta', 'Gamma', 'Delta'],
-    answer_index: answer,
-    explanation: `Because of reason ${n}.`,
-  });
+  // what a learner's stream carries: the question and its choices, never the answer
+  const question = (n: number) => ({ question: `Question ${n}?`, choices: ['Alpha', 'Beta', 'Gamma', 'Delta'] });
 
-  it('shows questions one by one, marks answers and gives a score', async () => {
+  it('shows questions one by one, asks the server for each answer and gives a score', async () => {
     const { transport, user } = renderWith(<QuizBlock topic="Photosynthesis" />);
     await user.click(screen.getByRole('button', { name: 'Make quiz' }));
     expect(transport.starts[0]).toEqual({ block_type: 'quiz', input: 'Photosynthesis', options: { num_questions: 3 } });
 
-    act(() => transport.last.emit(startEvent(1, 'quiz'), { id: id(2), type: 'quiz.question', data: { index: 0, question: question(1, 1) } }));
+    act(() => transport.last.emit(startEvent(1, 'quiz'), { id: id(2), type: 'quiz.question', data: { index: 0, question: question(1) } }));
     expect(await screen.findAllByTestId('quiz-question')).toHaveLength(1);
     expect(screen.getByText(/Writing question 2/)).toBeInTheDocument();
 
-    // keyboard: tab to the second choice and press Enter
+    // keyboard: tab to the second choice and press Enter (the fake server's answer to question i is i % 4)
     const first = screen.getAllByTestId('quiz-question')[0] as HTMLElement;
     within(first).getByRole('button', { name: /Alpha/ }).focus();
     await user.tab();
     await user.keyboard('{Enter}');
-    expect(within(first).getByTestId('feedback')).toHaveTextContent('Correct. Because of reason 1.');
+    await waitFor(() => expect(within(first).getByTestId('feedback')).toHaveTextContent('Not quite: the answer is A. Because 0.'));
+    expect(transport.answers).toEqual([{ streamId: 's1', index: 0, choice: 1 }]);
 
     const events: StreamEvent[] = [
-      { id: id(3), type: 'quiz.question', data: { index: 1, question: question(2, 3) } },
+      { id: id(3), type: 'quiz.question', data: { index: 1, question: question(2) } },
       doneEvent(4, '{}', 'complete', 'quiz'),
     ];
     act(() => transport.last.emit(...events));
     await waitFor(() => expect(screen.getAllByTestId('quiz-question')).toHaveLength(2));
     const cards = screen.getAllByTestId('quiz-question');
-    await user.click(within(cards[1] as HTMLElement).getByRole('button', { name: /Alpha/ }));
-    expect(within(cards[1] as HTMLElement).getByTestId('feedback')).toHaveTextContent('Not quite: the answer is D. Because of reason 2.');
-    expect(within(cards[1] as HTMLElement).getByRole('button', { name: /Beta/ })).toBeDisabled();
+    await user.click(within(cards[1] as HTMLElement).getByRole('button', { name: /Beta/ }));
+    await waitFor(() => expect(within(cards[1] as HTMLElement).getByTestId('feedback')).toHaveTextContent('Correct. Because 1.'));
+    expect(within(cards[1] as HTMLElement).getByRole('button', { name: /Alpha/ })).toBeDisabled();
+    // a second click asks nothing: one answer per question
+    await user.click(within(cards[1] as HTMLElement).getByRole('button', { name: /Gamma/ }));
+    expect(transport.answers).toHaveLength(2);
     expect(screen.getByTestId('score')).toHaveTextContent('Your score: 1 / 2');
+  });
+
+  it("a teacher's quiz with its answer key marks answers without asking", async () => {
+    const { transport, user } = renderWith(<QuizBlock topic="Photosynthesis" />);
+    await user.click(screen.getByRole('button', { name: 'Make quiz' }));
+    const keyed = { ...question(1), answer_index: 2, explanation: 'Because of reason 1.' };
+    act(() => transport.last.emit(startEvent(1, 'quiz'), { id: id(2), type: 'quiz.question', data: { index: 0, question: keyed } }));
+    const card = (await screen.findAllByTestId('quiz-question'))[0] as HTMLElement;
+    await user.click(within(card).getByRole('button', { name: /Gamma/ }));
+    expect(within(card).getByTestId('feedback')).toHaveTextContent('Correct. Because of reason 1.');
+    expect(transport.answers).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
 /** An in-memory StreamTransport: tests push events and see what the hooks asked for. */
-import type { StartRequest, StreamEvent } from '../ai/events.ts';
+import type { QuizAnswer, StartRequest, StreamEvent } from '../ai/events.ts';
 import { Delivery, type StreamHandle, type StreamHandlers, type StreamTransport, type TransportKind } from '../ai/transport.ts';
 import type { FrameScheduler } from '../ai/streamHooks.ts';
 
@@ -66,6 +66,14 @@ export class FakeTransport implements StreamTransport {
   }
 
   async stop(): Promise<void> {}
+
+  /** Answers asked for; the right choice of a question is `index % 4`, as the scripted quiz has it. */
+  readonly answers: { streamId: string; index: number; choice: number }[] = [];
+  async answer(streamId: string, index: number, choice: number): Promise<QuizAnswer> {
+    this.answers.push({ streamId, index, choice });
+    const right = index % 4;
+    return { index, choice, correct: choice === right, answer_index: right, explanation: `Because ${right}.` };
+  }
 }
 
 /** Frames that run only when the test says so. */
