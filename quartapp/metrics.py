@@ -34,6 +34,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.shared = Counter(
+            "ail_shared_generation_requests_total",
+            "Requests under SHARED_GENERATIONS, by how their generation was found: new (a model call), "
+            "running (joined), complete (replayed)",
+            ["found"],
+            registry=r,
+        )
         self.readers_dropped = Counter(
             "ail_readers_dropped_total", "Readers disconnected by the server", ["reason"], registry=r
         )

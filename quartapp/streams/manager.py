@@ -165,6 +165,7 @@ class StreamManager:
         try:
             if run is None:
                 source, generation_owner, found = await self._generation_for(request, stream_id)
+                self.metrics.shared.labels(found).inc()
                 run = MirrorRun(request, stream_id, self.follow(source, None, generation_owner), found)
             info = await self.log.create(stream_id, owner, request.block_type)
             if source is not None:  # its private records (a quiz's answer key) are the generation's
