@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -126,23 +128,32 @@ async def run(base_url: str, levels: list[int], rounds: int, max_tokens: int) ->
     return rows
 
 
-def serve_and_run(parallel: int, levels: list[int], rounds: int, max_tokens: int) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def local_server(**settings: str) -> Iterator[str]:
+    """``python -m quartapp`` on the local model with the per-client limits off (and ``settings``),
+    ready; yields its base URL and ends it."""
     port = free_port()
-    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port), "LOCAL_PARALLEL": str(parallel)}
+    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port)}
     env |= {
         "MAX_CONCURRENT_STREAMS": "0",
         "IP_MAX_CONCURRENT_STREAMS": "0",
         "SHARED_GENERATIONS": "false",
         "RATE_LIMIT": "",
         "IP_RATE_LIMIT": "",
+        **settings,
     }
     server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         wait_ready(port)
-        return asyncio.run(run(f"http://127.0.0.1:{port}", levels, rounds, max_tokens))
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def serve_and_run(parallel: int, levels: list[int], rounds: int, max_tokens: int) -> list[dict[str, Any]]:
+    with local_server(LOCAL_PARALLEL=str(parallel)) as url:
+        return asyncio.run(run(url, levels, rounds, max_tokens))
 
 
 def main() -> None:

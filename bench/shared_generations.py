@@ -18,14 +18,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import time
 from typing import Any
 
 import httpx2
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
-from bench.local_model import Timing, read_one
+from bench.local_model import Timing, local_server, read_one
 
 TOPICS = ("the sky", "rainbows", "volcanoes", "tides", "magnets", "seasons", "clouds", "thunder", "snow")
 
@@ -91,23 +89,9 @@ async def run(base_url: str, shared: bool, levels: list[int], rounds: int, max_t
 
 
 def serve_and_run(shared: bool, levels: list[int], rounds: int, max_tokens: int) -> dict[str, Any]:
-    port = free_port()
-    env = {**os.environ, **BENCH_ENV, "AI_PROVIDER": "local", "PORT": str(port), "METRICS_ENABLED": "true"}
-    env |= {
-        "SHARED_GENERATIONS": "true" if shared else "false",
-        "MAX_CONCURRENT_STREAMS": "0",
-        "IP_MAX_CONCURRENT_STREAMS": "0",
-        "RATE_LIMIT": "",
-        "IP_RATE_LIMIT": "",
-        "LOCAL_MAX_QUEUE": "64",
-    }
-    server = subprocess.Popen([PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_ready(port)
-        return asyncio.run(run(f"http://127.0.0.1:{port}", shared, levels, rounds, max_tokens))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    sharing = "true" if shared else "false"
+    with local_server(METRICS_ENABLED="true", SHARED_GENERATIONS=sharing, LOCAL_MAX_QUEUE="64") as url:
+        return asyncio.run(run(url, shared, levels, rounds, max_tokens))
 
 
 def main() -> None:

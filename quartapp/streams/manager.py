@@ -47,6 +47,9 @@ from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
 from .sharing import ALIAS_OWNER, GENERATION_OWNER, Found, MirrorRun, generation_key
 from .threads import earlier_turns
 
+#: How long a shared generation nobody reads any more runs on, for a request that just joined it.
+UNREAD_GENERATION_S = 0.5
+
 #: The private record of a mirror naming the shared generation it reads.
 SOURCE_RECORD = "source"
 
@@ -216,12 +219,18 @@ class StreamManager:
             return stream_id, owner, "new"
 
     def _unfollow(self, source: str) -> None:
-        """A requester's mirror ended: with nobody else reading it, the generation stops now."""
+        """A requester's mirror ended: with nobody else reading it a moment later (a request that
+        just joined has had time to start reading), the generation stops."""
         generation = self._producers.get(source)
         if generation is not None and generation.readers == 0:
-            if generation.key is not None and self._generations.get(generation.key) == source:
-                del self._generations[generation.key]  # a newcomer starts afresh, never joins a stopping one
-            self._cancel(generation, "stopped", "no_requester")
+            asyncio.get_running_loop().call_later(UNREAD_GENERATION_S, self._stop_unread, generation)
+
+    def _stop_unread(self, generation: _Producer) -> None:
+        if generation.readers or generation.stream_id not in self._producers:
+            return
+        if generation.key is not None and self._generations.get(generation.key) == generation.stream_id:
+            del self._generations[generation.key]  # a newcomer starts afresh, never joins a stopping one
+        self._cancel(generation, "stopped", "no_requester")
 
     async def _produce(self, producer: _Producer) -> None:
         run, stream_id = producer.run, producer.stream_id
