@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Quart, Response, g, has_request_context, has_websocket_context, jsonify, request
 from quart.json.provider import JSONProvider
-from quart_rate_limiter import RateLimitExceeded
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -133,11 +132,6 @@ def to_api_error(exc: BaseException) -> APIError:
     the client is told. What is not a known refusal is a logged 500 ``internal_error``."""
     if isinstance(exc, APIError):
         return exc
-    if isinstance(exc, RateLimitExceeded):
-        retry = str(exc.retry_after)
-        return APIError(
-            429, "rate_limited", f"too many streams started; try again in {retry} s", headers={"Retry-After": retry}
-        )
     if isinstance(exc, RequestSchemaValidationError):
         message, field = _validation_field(exc)
         return APIError(422, "validation_error", message, field)

@@ -1,11 +1,12 @@
 """Limits per client: how often it may start streams, how many may run at once, tokens per day.
 
 - **Start rate** (``RATE_LIMIT`` per client identity, ``IP_RATE_LIMIT`` per address):
-  quart-rate-limiter's ``RateLimiter`` selects the limits of a route, builds the
-  keys and raises its ``RateLimitExceeded`` (429 + ``Retry-After``). Its stores
-  read and write the GCRA state in two steps, so a burst of concurrent requests
-  (or two instances) all read the same state and all pass; here the check and the
-  update are one step: synchronous in memory, one Lua script in Redis.
+  a GCRA whose check and update are one step (synchronous in memory, one Lua script
+  in Redis), so a burst of concurrent requests, or two instances, cannot all read the
+  same state and all pass (quart-rate-limiter's stores read and write in two steps,
+  which is why its limiter is not used). Counted by one ``before_request`` hook on the
+  routes marked ``starts_generation``, and by :meth:`Limits.check_start_rate` for a
+  socket's ``start``; over it: ``429 rate_limited`` with ``Retry-After``.
 - **Concurrent streams** (``MAX_CONCURRENT_STREAMS``): a slot per running stream.
   In memory, a set per owner; in Redis, a sorted set per owner whose members
   expire (score = expiry, renewed by the instance holding them), so the slots of
@@ -32,10 +33,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from quart import Blueprint, Response, current_app, g, request
-from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
+from quart import Blueprint, Response, g, request
 
 from .config import Settings
 from .errors import APIError
@@ -130,56 +130,51 @@ class RedisGcra:
         return float(value) / 1000, 0
 
 
-@dataclass
-class StartLimit(RateLimit):
-    """A quart-rate-limiter limit shared by every route that starts generation (and the socket)."""
+@dataclass(frozen=True, slots=True)
+class StartLimit:
+    """One start-rate limit: ``count`` starts per ``period`` seconds for each key ``key_function`` gives."""
 
-    group: str = "start"
+    count: int
+    period: float
+    key_function: KeyFunction
+    group: str
 
 
-class StartRateLimiter(RateLimiter):
-    """quart-rate-limiter, counting every route marked ``starts_generation`` against one limit."""
+class StartRate:
+    """Counts every start of a generation (a route marked ``starts_generation``, a socket's
+    ``start``) against each limit; an EventSource reconnect (``Last-Event-ID``) reads, never starts."""
 
-    def __init__(self, gcra: Gcra, limits: list[StartLimit], key_function: Callable[[], Awaitable[str]]) -> None:
-        super().__init__(key_function=key_function)
+    def __init__(self, gcra: Gcra, limits: list[StartLimit]) -> None:
         self.gcra = gcra
-        self.start_limits = limits
+        self.limits = limits
 
-    def _get_limits_for_view_function(self, view_func: Callable[..., Any], blueprint: Any) -> list[RateLimit]:
-        from .security import STARTS_GENERATION
+    async def before_request(self) -> None:
+        from .security import STARTS_GENERATION, marked
 
-        return list(self.start_limits) if getattr(view_func, STARTS_GENERATION, False) else []
-
-    async def _before_request(self) -> None:
-        if not current_app.config.get("QUART_RATE_LIMITER_ENABLED", True) or request.method == "OPTIONS":
+        if request.method == "OPTIONS" or not marked(request.endpoint, STARTS_GENERATION):
             return
         if request.method in ("GET", "HEAD") and request.headers.get("Last-Event-ID"):
             return  # an EventSource reconnecting: a resume reads, it never starts anything
-        view_func = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-        if view_func is not None:
-            await self.hit(self._get_limits_for_view_function(view_func, None))
+        await self.hit()
 
-    async def hit(self, limits: list[RateLimit]) -> None:
-        """Count one start against each limit; raises ``RateLimitExceeded`` (with ``Retry-After``)."""
-        for limit in limits:
-            key = await self._create_key(getattr(limit, "group", "start"), limit)
-            retry, remaining = await self.gcra.hit(key, limit.count, limit.period.total_seconds())
+    async def hit(self) -> None:
+        """Count one start against each limit; raises ``429 rate_limited`` with ``Retry-After``."""
+        for limit in self.limits:
+            key = f"{limit.group}|{await limit.key_function()}"
+            retry, remaining = await self.gcra.hit(key, limit.count, limit.period)
             if retry is not None:
-                log.info("rate limited: %s", key.split("|")[0])
-                raise RateLimitExceeded(max(1, math.ceil(retry)))
-            if limit is limits[0]:
+                log.info("rate limited: %s", limit.group)
+                seconds = max(1, math.ceil(retry))
+                raise LimitExceeded("rate_limited", f"too many streams started; try again in {seconds} s", seconds)
+            if limit is self.limits[0]:
                 g.rate_limit = (limit.count, remaining)
 
-    async def _after_request(self, response: Response) -> Response:
+    async def after_request(self, response: Response) -> Response:
         state = g.get("rate_limit")
         if state is not None:
             response.headers["RateLimit-Limit"] = str(state[0])
             response.headers["RateLimit-Remaining"] = str(state[1])
         return response
-
-    async def _create_key(self, endpoint: str, rate_limit: RateLimit) -> str:
-        key_function = rate_limit.key_function or self.key_function
-        return f"{endpoint}-{rate_limit.key}|{await key_function()}"
 
 
 # -- concurrent streams -----------------------------------------------------------
@@ -374,7 +369,7 @@ class Limits:
             self.slots = MemorySlots()
             self.budget = MemoryBudget()
             self.gcra = MemoryGcra()
-        self.limiter: StartRateLimiter | None = None
+        self.start_rate: StartRate | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Limits:
@@ -403,16 +398,16 @@ class Limits:
         ):
             rate = parse_rate(text)
             if rate is not None:
-                limits.append(StartLimit(rate[0], timedelta(seconds=rate[1]), key_function, group=group))
-        self.limiter = StartRateLimiter(self.gcra, limits, client_key)
+                limits.append(StartLimit(rate[0], rate[1], key_function, group))
         if limits:
-            target.before_request(self.limiter._before_request)
-            target.after_request(self.limiter._after_request)
+            self.start_rate = StartRate(self.gcra, limits)
+            target.before_request(self.start_rate.before_request)
+            target.after_request(self.start_rate.after_request)
 
     async def check_start_rate(self) -> None:
-        """For starts that are no HTTP route (a WebSocket ``start``): raises ``RateLimitExceeded``."""
-        if self.limiter is not None and self.limiter.start_limits:
-            await self.limiter.hit(list(self.limiter.start_limits))
+        """For starts that are no HTTP route (a WebSocket ``start``): raises ``429 rate_limited``."""
+        if self.start_rate is not None:
+            await self.start_rate.hit()
 
     async def admit(self, owner: str, address: str | None = None) -> Lease:
         """Before a model call: raises :class:`LimitExceeded` (``budget_exceeded``,

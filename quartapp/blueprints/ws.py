@@ -27,7 +27,6 @@ import time
 import structlog
 from pydantic import ValidationError
 from quart import Blueprint, websocket
-from quart_rate_limiter import RateLimitExceeded
 from quart_schema.conversion import model_load
 from quart_schema.mixins import SchemaValidationError
 
@@ -266,7 +265,7 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
             block = await prepare_start(message, sock.owner)
             await core.limits.check_start_rate()
             info = await core.streams.start(block, sock.owner, client_address())
-        except (APIError, RateLimitExceeded) as exc:
+        except APIError as exc:
             error = to_api_error(exc)  # the same code and message as over HTTP
             await sock.reject(message.request_id, None, error.code, error.message, error.field)
             return True
