@@ -80,6 +80,9 @@ export default defineConfig({
       AI_PROVIDER: 'scripted',
       LOG_LEVEL: 'WARNING',
       SCRIPTED_TOKEN_INTERVAL_MS: '30',
+      // these specs watch each generation grow, stop and resume; identical requests would replay
+      // a completed one at once. The local-model server keeps the default (follow-ups.spec.ts's two tabs).
+      SHARED_GENERATIONS: 'false',
       HOST: '127.0.0.1',
       PORT: port,
       FRONTEND_DIST: join(here, 'dist'),

@@ -185,7 +185,7 @@ class AIBlocks:
         stream_log = stream_log or make_stream_log(settings)
         registry = self.blocks.copy()  # blocks registered later reach only apps added later
         engine = Engine(settings, provider, registry)
-        limits = Limits.for_settings(settings)
+        limits = Limits.for_settings(settings, getattr(stream_log, "client", None))  # Redis: the log's client
         manager = StreamManager(settings, engine, stream_log, limits)
         secret_key = settings.SECRET_KEY or secrets.token_urlsafe(32)  # one instance only: see identity.py
         register_secrets(secret_key, settings.OPENAI_API_KEY, *settings.api_keys)
@@ -218,8 +218,8 @@ class AIBlocks:
         async def _stop() -> None:
             await manager.shutdown()
             await provider.aclose()
+            await limits.close()  # before the log: with Redis they share its client
             await stream_log.close()
-            await limits.close()
 
     @staticmethod
     def _ensure_schema(app: Quart, prefix: str) -> None:

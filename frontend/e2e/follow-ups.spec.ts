@@ -107,9 +107,13 @@ test('diagram: More detail is drawn again, below the earlier diagram', async ({ 
   await diagram.screenshot({ path: join(SCREENSHOTS, 'follow-up-diagram.png') });
 });
 
-test('two sessions asking the same ELI10 at once stream the same words from one generation', async ({ browser, baseURL }) => {
+// On the real local model, the server with the product's defaults (SHARED_GENERATIONS on); the
+// scripted server of the other tests turns sharing off, since they watch fresh generations grow.
+const localURL = `http://127.0.0.1:${process.env.E2E_LOCAL_PORT}`;
+
+test('two sessions asking the same ELI10 at once stream the same words from one generation', async ({ browser }) => {
   const topic = fresh('Why the moon changes shape');
-  const contexts = await Promise.all([browser.newContext({ baseURL }), browser.newContext({ baseURL })]);
+  const contexts = await Promise.all([browser.newContext({ baseURL: localURL }), browser.newContext({ baseURL: localURL })]);
   try {
     const pages = await Promise.all(contexts.map((context) => context.newPage()));
     await Promise.all(pages.map((p) => p.goto('/')));

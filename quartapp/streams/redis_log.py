@@ -271,6 +271,11 @@ class RedisStreamLog:
 
     # -- keys --------------------------------------------------------------
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (one connection pool): the limits share it."""
+        return self._redis
+
     def _keys(self, stream_id: str) -> list[str]:
         """events meta text questions lease"""
         base = f"{self._prefix}{{{stream_id}}}:"
