@@ -24,7 +24,7 @@ QUIZ_TOKENS_PER_QUESTION = 220
 CHOICE_MAX_CHARS = 32
 CHOICE_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9 ,.'%/+-]{{0,{CHOICE_MAX_CHARS - 1}}}$"
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
-QUIZ_EXTRA_ATTEMPTS = 2
+QUIZ_EXTRA_ATTEMPTS = 4
 
 SYSTEM_PROMPT = (
     "You write multiple-choice quizzes for learners. Reply with JSON only, in the form "

@@ -11,7 +11,7 @@ import pytest
 
 from quartapp.blocks import ASK_QUESTION
 from quartapp.blocks.diagram import DIAGRAM_MAX_TOKENS
-from quartapp.blocks.quiz import QUIZ_TOKENS_PER_QUESTION
+from quartapp.blocks.quiz import QUIZ_EXTRA_ATTEMPTS, QUIZ_TOKENS_PER_QUESTION
 from quartapp.config import Settings
 from quartapp.engine import Engine, InputError, RunFailed, StreamingDisabled, runner
 from quartapp.providers.base import (
@@ -286,7 +286,7 @@ async def test_quiz_asks_again_for_dropped_questions(make_engine: MakeEngine) ->
 async def test_quiz_gives_up_after_the_extra_attempts_and_keeps_what_it_has(make_engine: MakeEngine) -> None:
     provider = CallsProvider(pieces(quiz_json(1, 1, 1)))
     events = await run_events(make_engine(provider), block="quiz")
-    assert len(provider.requests) == 3
+    assert len(provider.requests) == 1 + QUIZ_EXTRA_ATTEMPTS
     assert events[-1][0] == "done" and len(events[-1][1]["result"]["questions"]) == 1
 
 
