@@ -191,9 +191,14 @@ def main() -> None:
                 flush=True,
             )
     if args.out:
-        with open(args.out, "w") as file:
-            json.dump(report, file, indent=2)
-            file.write("\n")
+        write_report(args.out, report)
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    """A run's results as the committed JSON file (``bench/results/``)."""
+    with open(path, "w") as file:
+        json.dump(report, file, indent=2)
+        file.write("\n")
 
 
 def local_slots() -> int:

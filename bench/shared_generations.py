@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx2
 
-from bench.local_model import Timing, local_server, read_one
+from bench.local_model import Timing, local_server, read_one, write_report
 
 TOPICS = ("the sky", "rainbows", "volcanoes", "tides", "magnets", "seasons", "clouds", "thunder", "snow")
 
@@ -135,9 +134,7 @@ def main() -> None:
                 flush=True,
             )
     if args.out:
-        with open(args.out, "w") as file:
-            json.dump(report, file, indent=2)
-            file.write("\n")
+        write_report(args.out, report)
 
 
 if __name__ == "__main__":

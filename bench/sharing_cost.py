@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import httpx2
 
 from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
+from bench.local_model import write_report
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,9 +108,7 @@ def main() -> None:
     for label, values in results.items():
         print(f"| {label} | {statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f}) |")
     if args.out:
-        with open(args.out, "w") as file:
-            json.dump(report, file, indent=2)
-            file.write("\n")
+        write_report(args.out, report)
 
 
 if __name__ == "__main__":
