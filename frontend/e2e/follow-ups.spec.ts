@@ -61,6 +61,25 @@ test('ask: Simpler streams a second turn below the first, which stays; then a fo
   await expect(section.getByRole('button', { name: 'Why?' })).toBeVisible();
 });
 
+test('a follow-up over the WebSocket: the start frame names the turn it continues', async ({ page }) => {
+  const sent: string[] = [];
+  page.on('websocket', (ws) => ws.on('framesent', (frame) => sent.push(String(frame.payload))));
+  await page.goto('/?transport=websocket');
+  const section = block(page, 'explain_eli10');
+  await section.getByRole('textbox').fill(fresh('Why bread rises'));
+  await section.getByRole('button', { name: 'Explain' }).click();
+  await waitForStatus(page, 'explain_eli10', 'Done');
+  await section.getByRole('button', { name: 'Why?' }).click();
+  await waitForStatus(page, 'explain_eli10', 'Done');
+  await expect(section.getByTestId('thread-turn')).toHaveCount(1);
+  await expect(section.getByTestId('turn-asked')).toHaveText(/Why\?/);
+  const starts = sent.map((text) => JSON.parse(text) as Record<string, unknown>).filter((m) => m.type === 'start');
+  expect(starts).toHaveLength(2);
+  expect(starts[1]).toMatchObject({ block_type: 'explain_eli10', follow_up: 'why' });
+  expect(typeof starts[1]!.parent_stream_id).toBe('string');
+  expect(starts[0]!.parent_stream_id).toBeUndefined();
+});
+
 test('quiz: Another question adds question 4, the answers given kept', async ({ page }) => {
   await page.goto('/');
   const quiz = block(page, 'quiz');
