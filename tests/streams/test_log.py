@@ -7,6 +7,8 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -408,3 +410,26 @@ async def test_an_alias_names_an_owners_newest_stream(make_log: MakeLog) -> None
     assert await log.find_alias("alice", "chat-2") is None
     await log.set_alias("a:b", "c", "s1")  # owners and names are kept apart whatever they hold
     assert await log.find_alias("a", "b:c") is None
+
+
+# -- the fold, one table for every implementation ---------------------------------------------------
+
+FOLD_CASES = json.loads((Path(__file__).resolve().parents[2] / "contracts" / "fold-cases.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", FOLD_CASES, ids=[c["name"] for c in FOLD_CASES])
+async def test_every_log_folds_a_stream_as_the_shared_table_says(make_log: MakeLog, case: dict[str, Any]) -> None:
+    """The same cases as the page's fold (frontend/src/ai/fold.contract.test.ts): a snapshot of a
+    stream means the same text, questions and token count wherever it is made."""
+    log = await make_log()
+    stream_id = "fold-" + secrets.token_hex(4)
+    await log.create(stream_id, "owner", case["events"][0]["data"]["block_type"])
+    for event in case["events"]:
+        await log.append(stream_id, event["type"], event["data"])
+    state, _ = await log.snapshot(stream_id)
+    info = await log.info(stream_id)
+    assert info is not None
+    expected = case["expected"]
+    got = {"text": state["text"], "questions": state["questions"], "output_tokens": state["output_tokens"]}
+    assert got == {k: expected[k] for k in ("text", "questions", "output_tokens")}
+    assert info.status == expected["status"]
