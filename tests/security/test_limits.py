@@ -54,6 +54,13 @@ async def post_start(server: Server, key: str | None, **options: Any) -> tuple[h
     return response, request_id
 
 
+async def tokens_used(client: httpx2.AsyncClient, events_url: str) -> int:
+    """Read a stream to its end: the tokens (in + out) its usage says, as the budget charges them."""
+    read = await read_sse(client, events_url)
+    usage = terminal_of(read.events)["data"]["usage"]
+    return int(usage["input_tokens"] + usage["output_tokens"])
+
+
 async def stop_all(server: Server, key: str, stream_ids: list[str]) -> None:
     async with server.client(headers=auth(key)) as client:
         for stream_id in stream_ids:
@@ -307,9 +314,7 @@ async def test_the_daily_budget_is_checked_before_the_model_and_charged_with_usa
                     assert not await provider_called_for(server, request_id, wait=0.1)
                     break
                 assert response.status_code == 201, (used, response.text)
-                read = await read_sse(client, response.json()["events_url"])
-                usage = terminal_of(read.events)["data"]["usage"]
-                used += usage["input_tokens"] + usage["output_tokens"]
+                used += await tokens_used(client, response.json()["events_url"])
             else:
                 pytest.fail("the budget never ran out")
             assert_429(await client.post("/api/ai-block/ask_question", json={"input": "x"}), "budget_exceeded")
@@ -405,9 +410,7 @@ async def test_the_address_budget_binds_every_identity_of_an_address() -> None:
                     assert int(response.headers["retry-after"]) <= 86_400
                     break
                 assert response.status_code == 201, (used, response.text)
-                read = await read_sse(client, response.json()["events_url"])
-                usage = terminal_of(read.events)["data"]["usage"]
-                used += usage["input_tokens"] + usage["output_tokens"]
+                used += await tokens_used(client, response.json()["events_url"])
         else:
             pytest.fail("the address budget never ran out")
         async with stranger(server, "127.0.0.2") as elsewhere:
