@@ -37,7 +37,7 @@ from quart import Blueprint, Quart, Response, request
 from .config import Settings
 
 #: The page's nonce as the build writes it (Vite's ``html.cspNonce``); replaced per response.
-NONCE_PLACEHOLDER = "__CSP_NONCE__"
+BUILD_NONCE_MARK = "__CSP_NONCE__"
 
 #: For responses no browser renders: JSON, SSE, errors, the page's assets.
 API_POLICY = "default-src 'none'"

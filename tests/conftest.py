@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -249,27 +250,35 @@ SUBPROCESS_ENV = {
 }
 
 
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """The environment of a server the tests spawn: ours only from ``SUBPROCESS_ENV`` and ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in FIELDS}
+    env.update(SUBPROCESS_ENV, PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
 def spawn_server(
     log_dir: Path,
     command: list[str] | None = None,
     cwd: Path = ROOT,
     health_path: str = "/healthz",
+    tls: ssl.SSLContext | None = None,
     **env_overrides: str,
 ) -> ProcessServer:
     """Start ``command`` (default ``python -m quartapp``) configured by environment variables;
-    returns once ``health_path`` answers."""
+    returns once ``health_path`` answers (over HTTPS, verified with ``tls``, when given)."""
     command = command or [sys.executable, "-m", "quartapp"]
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in FIELDS}
-    env.update(SUBPROCESS_ENV, PORT=str(port), PYTHONUNBUFFERED="1")
-    env.update(env_overrides)
+    env = subprocess_env(PORT=str(port), **env_overrides)
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = ProcessServer(process, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", log_path)
+    http, ws = ("https", "wss") if tls is not None else ("http", "ws")
+    server = ProcessServer(process, f"{http}://127.0.0.1:{port}", f"{ws}://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + 30
-        with httpx2.Client(base_url=server.base_url, timeout=2.0) as client:
+        with httpx2.Client(base_url=server.base_url, timeout=2.0, verify=tls or True) as client:
             while True:
                 if not server.alive():
                     raise RuntimeError(f"{command} exited {process.returncode}:\n{server.log_text()}")

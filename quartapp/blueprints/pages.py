@@ -1,6 +1,6 @@
 """The built learning page (``frontend/dist``), served at ``/`` by the same process.
 
-The page is served with a fresh CSP nonce in place of the build's placeholder, under the
+The page is served with a fresh CSP nonce in place of the mark the build wrote, under the
 page's policy (``quartapp/headers.py``), and without validators: a 304 would keep an old
 body, whose nonce the new policy no longer names.
 """
@@ -47,7 +47,7 @@ def make_blueprint(settings: Settings) -> Blueprint:
             built.clear()
             built[mtime] = page.read_text(encoding="utf-8")
         nonce = headers.new_nonce()
-        response = Response(built[mtime].replace(headers.NONCE_PLACEHOLDER, nonce), mimetype="text/html")
+        response = Response(built[mtime].replace(headers.BUILD_NONCE_MARK, nonce), mimetype="text/html")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["Content-Security-Policy"] = headers.with_frame_ancestors(headers.page_policy(nonce), settings)
         return response

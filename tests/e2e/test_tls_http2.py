@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import ssl
 import subprocess
 import sys
@@ -26,8 +25,8 @@ import httpx2
 import pytest
 import trustme
 
-from quartapp.config import FIELDS, ROOT
-from tests.conftest import SUBPROCESS_ENV, ProcessServer, free_port
+from quartapp.config import ROOT
+from tests.conftest import ProcessServer, free_port, spawn_server, subprocess_env
 from tests.helpers import Event, assert_contiguous, assert_valid_event, fold_text, sse_envelope, terminal_of
 
 QUESTION = "Why is the sky blue?"
@@ -61,39 +60,19 @@ def _pair(tmp_path_factory: pytest.TempPathFactory) -> Pair:
 
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment of ``python -m quartapp`` as tests/conftest.py's ``spawn_server`` makes it."""
-    env = {k: v for k, v in os.environ.items() if k not in FIELDS}
-    env.update(SUBPROCESS_ENV, PYTHONUNBUFFERED="1", HSTS_MAX_AGE_S=str(HSTS_MAX_AGE_S))
-    env.update(overrides)
-    return env
+    return subprocess_env(HSTS_MAX_AGE_S=str(HSTS_MAX_AGE_S), **overrides)
 
 
 def spawn_tls_server(log_dir: Path, pair: Pair, command: list[str] | None = None) -> ProcessServer:
     """Start ``command`` (default ``python -m quartapp``) serving HTTPS; returns once /healthz answers."""
-    port = free_port()
-    env = child_env(PORT=str(port), TLS_CERTFILE=str(pair.certfile), TLS_KEYFILE=str(pair.keyfile))
-    log_path = log_dir / f"server-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command or [sys.executable, "-m", "quartapp"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = ProcessServer(process, f"https://127.0.0.1:{port}", f"wss://127.0.0.1:{port}", log_path)
-    try:
-        deadline = time.monotonic() + 30
-        with httpx2.Client(base_url=server.base_url, verify=pair.client_context(), timeout=2.0) as client:
-            while True:
-                if not server.alive():
-                    raise RuntimeError(f"the server exited {process.returncode}:\n{server.log_text()}")
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        return server
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not answer within 30 s:\n{server.log_text()}")
-                time.sleep(0.05)
-    except BaseException:
-        server.terminate()
-        raise
+    return spawn_server(
+        log_dir,
+        command,
+        tls=pair.client_context(),
+        HSTS_MAX_AGE_S=str(HSTS_MAX_AGE_S),
+        TLS_CERTFILE=str(pair.certfile),
+        TLS_KEYFILE=str(pair.keyfile),
+    )
 
 
 @pytest.fixture(name="tls_server", scope="module")

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from quartapp import AIBlocks
 from quartapp.app import create_app
-from quartapp.headers import DOCS_POLICY, NONCE_PLACEHOLDER
+from quartapp.headers import BUILD_NONCE_MARK, DOCS_POLICY
 from quartapp.identity import COOKIE_NAME
 from quartapp.providers.scripted import ScriptedProvider
 from tests.conftest import Server
@@ -34,9 +34,9 @@ API_FA = ["'none'"]
 HTTPS = {"X-Forwarded-Proto": "https"}
 PAGE = f"""<!doctype html>
 <html><head>
-<meta property="csp-nonce" nonce="{NONCE_PLACEHOLDER}">
-<script type="module" src="/assets/index-abc.js" nonce="{NONCE_PLACEHOLDER}"></script>
-<link rel="stylesheet" href="/assets/index-abc.css" nonce="{NONCE_PLACEHOLDER}">
+<meta property="csp-nonce" nonce="{BUILD_NONCE_MARK}">
+<script type="module" src="/assets/index-abc.js" nonce="{BUILD_NONCE_MARK}"></script>
+<link rel="stylesheet" href="/assets/index-abc.css" nonce="{BUILD_NONCE_MARK}">
 </head><body><div id="root"></div></body></html>
 """
 
@@ -124,7 +124,7 @@ async def test_the_page_has_a_strict_policy_and_a_fresh_nonce_each_time(srv: Ser
                 "frame-ancestors": ["'none'"],
             }.items():
                 assert policy[name] == sources, (name, policy)
-            assert NONCE_PLACEHOLDER not in response.text
+            assert BUILD_NONCE_MARK not in response.text
             assert response.text.count(f'nonce="{nonce}"') == 3  # the meta, the script and the sheet
             # no validators: a 304 would keep an old body whose nonce the new policy does not name
             assert "etag" not in response.headers and "last-modified" not in response.headers
