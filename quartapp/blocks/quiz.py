@@ -25,6 +25,11 @@ CHOICE_MAX_CHARS = 32
 CHOICE_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9 ,.'%/+-]{{0,{CHOICE_MAX_CHARS - 1}}}$"
 #: Further provider calls a quiz may make for questions that were dropped (repeats, bad choices).
 QUIZ_EXTRA_ATTEMPTS = 4
+#: How a retried question may begin. A small model asked again for one question writes its most
+#: likely one again ("What is photosynthesis?") whatever the prompt says; constrained to begin
+#: with a word no accepted question begins with, it cannot repeat one.
+QUESTION_OPENINGS = ("What", "Why", "How", "Which", "Where", "When", "Who")
+QUESTION_MAX_CHARS = 150
 
 SYSTEM_PROMPT = (
     "You write multiple-choice quizzes for learners. Reply with JSON only, in the form "
@@ -87,12 +92,27 @@ class Quiz(BaseModel):
     questions: list[QuizQuestion] = Field(min_length=1, max_length=10)
 
 
-def quiz_schema(num_questions: int) -> dict[str, Any]:
+def question_pattern(openings: tuple[str, ...]) -> str:
+    """A question that begins with one of ``openings`` and ends with a question mark."""
+    body = rf"[A-Za-z0-9 ,.'%/()+-]{{1,{QUESTION_MAX_CHARS - 16}}}"
+    return rf"^({'|'.join(openings)}) {body}\?$"
+
+
+def fresh_openings(accepted: list[QuizQuestion]) -> tuple[str, ...]:
+    """The openings no accepted question begins with (all of them when every one is taken)."""
+    used = {q.question.split(maxsplit=1)[0].lower() for q in accepted if q.question.split()}
+    return tuple(o for o in QUESTION_OPENINGS if o.lower() not in used) or QUESTION_OPENINGS
+
+
+def quiz_schema(num_questions: int, openings: tuple[str, ...] | None = None) -> dict[str, Any]:
     """JSON schema for constrained decoding: exact item count and bounded strings,
-    so a small model cannot run out of tokens mid-string or ramble."""
+    so a small model cannot run out of tokens mid-string or ramble; with ``openings``,
+    each question begins with one of those words."""
     item = QuizQuestion.model_json_schema()
     item.pop("title", None)
     item.pop("description", None)
+    if openings is not None:
+        item["properties"]["question"] = {"type": "string", "pattern": question_pattern(openings)}
     # Narrower than QuizQuestion validates: a choice is a short phrase, with none of the
     # characters of JSON or markup (a small model otherwise writes `]}, {id:` or a paragraph
     # into a choice). llama.cpp's converter takes the length from the pattern, not maxLength.
@@ -171,15 +191,16 @@ def retry_request(request: BlockRequest, shaper: Shaper) -> GenerationRequest | 
     log.info("quiz: %d question(s) missing, generating them again", missing)
     shaper.next_attempt()
     avoid = "\n".join(f"- {q.question}" for q in shaper.questions) or "- (none)"
+    openings = fresh_openings(shaper.questions)
     content = (
         f"Write {missing} more questions about this topic:\n<<<\n{request.input}\n>>>\n"
-        f"Do not repeat these questions:\n{avoid}"
+        f"Do not repeat these questions:\n{avoid}\nBegin each new question with {' or '.join(openings)}."
     )
     return GenerationRequest(
         messages=(Message("system", SYSTEM_PROMPT), Message("user", content)),
         max_tokens=QUIZ_TOKENS_PER_QUESTION * missing + 16,
         temperature=0.9,  # variety: the first attempt's questions must not come back
-        json_schema=quiz_schema(missing),
+        json_schema=quiz_schema(missing, openings),
         block_type="quiz",
         hints={"num_questions": missing, "topic": request.input, "scripted_text": scripted_quiz(request, missing)},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from quartapp import blocks
 from quartapp.blocks import ASK_QUESTION, EXPLAIN_ELI10, QUIZ
 from quartapp.blocks.diagram import DiagramShaper
-from quartapp.blocks.quiz import QuizShaper
+from quartapp.blocks.quiz import QUESTION_OPENINGS, QuizShaper, fresh_openings, question_pattern, retry_request
 from quartapp.engine.blocks import Block, BlockRequest
 from quartapp.engine.shapers import TextShaper
 from quartapp.providers.base import ProviderBadOutput
@@ -128,6 +129,26 @@ def test_quiz_next_attempt_continues_the_numbering_and_drops_repeats() -> None:
     assert second == [("quiz.question", {"index": 2, "question": question(3)})]
     result = shaper.finish()
     assert [q.model_dump() for q in result.questions or []] == [question(1), question(2), question(3)]
+
+
+def test_a_quiz_retry_must_begin_its_questions_with_a_word_no_accepted_one_begins_with() -> None:
+    """A small model asked again writes its likeliest question again: the retry's schema rules
+    out every opening an accepted question used, so a repeat cannot be decoded."""
+    request = BlockRequest(QUIZ, "Photosynthesis", max_tokens=800, num_questions=3)
+    shaper = QuizShaper(reveal=True)
+    shaper.feed(quiz_text([question(1, question="What is photosynthesis?")]), 50)
+    shaper.next_attempt()
+    shaper.feed(quiz_text([question(2, question="why do leaves look green?")]), 50)
+    retry = retry_request(request, shaper)
+    assert retry is not None
+    assert retry.hints["num_questions"] == 1
+    pattern = retry.json_schema["properties"]["questions"]["items"]["properties"]["question"]["pattern"]
+    assert pattern == question_pattern(("How", "Which", "Where", "When", "Who"))
+    assert re.fullmatch(pattern.strip("^$"), "How do plants make sugar?")
+    assert not re.fullmatch(pattern.strip("^$"), "What is photosynthesis?")
+    assert not re.fullmatch(pattern.strip("^$"), "Why do leaves look green?")
+    assert "Begin each new question with How or Which or Where or When or Who." in retry.messages[1].content
+    assert fresh_openings([]) == QUESTION_OPENINGS
 
 
 def test_quiz_result_while_running_keeps_what_arrived() -> None:

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from quartapp.blocks.quiz import CHOICE_PATTERN
+from quartapp.blocks import QUIZ
+from quartapp.blocks.quiz import CHOICE_PATTERN, QuizShaper, retry_request
 from quartapp.blocks.quiz import SYSTEM_PROMPT as QUIZ_PROMPT
 from quartapp.blocks.quiz import quiz_schema as block_quiz_schema
 from quartapp.config import load_settings
+from quartapp.engine.blocks import BlockRequest
 from quartapp.engine.mermaid import MERMAID_GBNF, check_mermaid
 from quartapp.providers.base import (
     Delta,
@@ -281,6 +283,24 @@ async def test_the_quiz_blocks_schema_keeps_choices_short_phrases(provider: Loca
     for choice in choices:
         assert re.fullmatch(CHOICE_PATTERN.strip("^$"), choice), choice
         assert not set(choice) & set('{}[]":<>'), choice
+
+
+def quiz_question(text: str) -> dict[str, Any]:
+    return {"question": text, "choices": ["Light", "Water", "Soil", "Air"], "answer_index": 0, "explanation": "So."}
+
+
+async def test_a_quiz_retry_cannot_repeat_the_question_the_model_likes_best(provider: LocalProvider) -> None:
+    """Asked for one more question, the model would write "What is photosynthesis?" again
+    about half the time; the retry's schema makes it begin with a word none used."""
+    shaper = QuizShaper(reveal=True)
+    shaper.feed(json.dumps({"questions": [quiz_question("What is photosynthesis?")]}), 50)
+    retry = retry_request(BlockRequest(QUIZ, "Photosynthesis", max_tokens=800, num_questions=2), shaper)
+    assert retry is not None
+    for _ in range(3):
+        quiz = json.loads(text_of(await collect(provider.stream(retry))))
+        [item] = quiz["questions"]
+        assert item["question"].split()[0] in ("Why", "How", "Which", "Where", "When", "Who"), item
+        assert item["question"].endswith("?")
 
 
 async def test_prompt_longer_than_the_context_is_a_provider_error(provider: LocalProvider) -> None:
