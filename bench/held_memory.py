@@ -5,7 +5,7 @@ serves it, scripted provider, one token a second), the shared harness's load cli
 another. A snapshot is taken before ``N`` streams open and once all are held; the
 difference, divided by the streams held, is what one held stream costs in Python
 allocations (RSS, which the harness's S3 reports, adds the allocator's overhead).
-Usage: ``python -m bench.held_memory [N] [--top 25]`` (about 20 s; run from the checkout).
+Usage: ``python -m bench.held_memory [N] [--top 25] [--traces 10]`` (about 20 s; run from the checkout).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _short(filename: str) -> str:
     return filename.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "").split("/lib/python3.11/")[-1]
 
 
-async def _measure(streams: int, top: int) -> None:
+async def _measure(streams: int, top: int, traces: int) -> None:
     from hypercorn.asyncio import serve
 
     from quartapp.app import create_app
@@ -78,14 +78,29 @@ async def _measure(streams: int, top: int) -> None:
         print(
             f"| {stat.size_diff / held:,.0f} | {stat.count_diff / held:.1f} | {_short(frame.filename)}:{frame.lineno} |"
         )
+    ours: dict[str, list[int]] = {}  # the innermost frame of our code -> bytes, blocks
+    for stat in snapshot.compare_to(base, "traceback"):
+        mine = [f for f in stat.traceback if "/quartapp/" in f.filename]
+        where = f"{_short(mine[-1].filename)}:{mine[-1].lineno}" if mine else "(no quartapp frame)"
+        cost = ours.setdefault(where, [0, 0])
+        cost[0] += stat.size_diff
+        cost[1] += stat.count_diff
+    print("\n| bytes per stream | blocks | allocated under (innermost quartapp frame) |\n|---:|---:|---|")
+    for where, (size, count) in sorted(ours.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {size / held:,.0f} | {count / held:.1f} | {where} |")
+    for stat in snapshot.compare_to(base, "traceback")[:traces]:  # who allocated it, innermost last
+        print(f"\n{stat.size_diff / held:,.0f} bytes per stream, {stat.count_diff / held:.1f} blocks:")
+        for frame in list(stat.traceback)[-7:]:
+            print(f"    {_short(frame.filename)}:{frame.lineno}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("streams", type=int, nargs="?", default=1000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--traces", type=int, default=0, help="also the N biggest allocation sites with their callers")
     args = parser.parse_args()
-    asyncio.run(_measure(args.streams, args.top))
+    asyncio.run(_measure(args.streams, args.top, args.traces))
 
 
 if __name__ == "__main__":
