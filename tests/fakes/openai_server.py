@@ -205,9 +205,12 @@ class FakeOpenAIServer:
             return data
 
         complete = False
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")  # as OpenAI: cut at the limit
+        tokens = script.tokens[:limit] if limit else script.tokens
+        finish_reason = "length" if len(tokens) < len(script.tokens) and script.finish_reason else script.finish_reason
         try:
             yield sent(_chunk(0, {"role": "assistant", "content": ""}))
-            for i, token in enumerate(script.tokens):
+            for i, token in enumerate(tokens):
                 if i == script.abort_after:
                     raise _Abort
                 if i == script.stall_after:
@@ -219,13 +222,13 @@ class FakeOpenAIServer:
                 if script.delay_s:
                     await asyncio.sleep(script.delay_s)
                 yield sent(_chunk(i + 1, {"content": token}))
-            if script.finish_reason is None:
+            if finish_reason is None:
                 complete = True
                 return
-            yield sent(_chunk(len(script.tokens) + 1, {}, script.finish_reason))
+            yield sent(_chunk(len(tokens) + 1, {}, finish_reason))
             if include_usage and script.usage:
                 prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-                yield sent(_usage_chunk(prompt, len(script.tokens)))
+                yield sent(_usage_chunk(prompt, len(tokens)))
             yield sent(b"data: [DONE]\n\n")
             complete = True
         except (asyncio.CancelledError, GeneratorExit):
