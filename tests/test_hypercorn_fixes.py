@@ -1,0 +1,91 @@
+"""Fix 5 of ``quartapp/hypercorn_fixes.py``: chunks of a chunked body framed without h11.
+
+The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
+(a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
+Fixes 1-4 are tested where they were found: tests/faults and tests/security.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+from hypercorn.protocol.h11 import H11Protocol
+
+from quartapp import hypercorn_fixes
+from tests.conftest import MakeServer
+
+PATH = "/api/stream/ai-block/ask_question?input=framing&max_tokens=40&interval_ms=0"
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: h11.Connection, version: bytes = b"1.1"
+) -> tuple[h11.Response, list[bytes], bytes]:
+    """One GET of PATH on an open connection: the response, its Data chunks, the raw bytes read."""
+    request = h11.Request(method="GET", target=PATH, headers=[("Host", "127.0.0.1")])
+    wire = client.send(request) + client.send(h11.EndOfMessage())
+    # h11 sends HTTP/1.1 only: for 1.0 the request line is rewritten (h11 then reads the
+    # response as a 1.1 client would, which is stricter)
+    writer.write(wire.replace(b" HTTP/1.1\r\n", b" HTTP/" + version + b"\r\n", 1))
+    response: h11.Response | None = None
+    chunks: list[bytes] = []
+    raw = b""
+    async with asyncio.timeout(10):
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                raw += data
+                client.receive_data(data)
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    assert response is not None
+    return response, chunks, raw
+
+
+def events_of(body: bytes) -> list[str]:
+    """The event types, with the run of token events as one "token" (coalescing may merge them)."""
+    types = [line.removeprefix("event: ") for line in body.decode().splitlines() if line.startswith("event: ")]
+    return [t for i, t in enumerate(types) if t != "token" or types[i - 1] != "token"]
+
+
+async def test_a_chunked_stream_reads_back_event_for_event_and_the_connection_is_kept(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server()
+    assert H11Protocol.stream_send is hypercorn_fixes._h11_stream_send_framing_chunks  # installed by the config
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.PORT)
+    try:
+        for _ in range(2):  # the second request on the same connection: the body ended properly
+            client = h11.Connection(h11.CLIENT)
+            response, chunks, raw = await exchange(reader, writer, client)
+            assert response.status_code == 200
+            assert dict(response.headers)[b"transfer-encoding"] == b"chunked"
+            body = b"".join(chunks)
+            assert events_of(body) == ["start", "token", "done"]
+            assert all(chunks), "no empty chunk: it would end the body"
+            assert raw.endswith(b"\r\n0\r\n\r\n")
+            first = raw.index(b"\r\n\r\n") + 4  # after the headers: a hex size, CRLF, the frame, CRLF
+            size, _, rest = raw[first:].partition(b"\r\n")
+            assert rest[int(size, 16) : int(size, 16) + 2] == b"\r\n"
+            client.start_next_cycle()
+    finally:
+        writer.close()
+
+
+async def test_an_http_1_0_client_gets_the_body_unframed(make_server: MakeServer) -> None:
+    server = await make_server()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.settings.PORT)
+    try:
+        response, chunks, raw = await exchange(reader, writer, h11.Connection(h11.CLIENT), b"1.0")
+        assert response.status_code == 200
+        assert b"transfer-encoding" not in dict(response.headers)
+        assert events_of(b"".join(chunks)) == ["start", "token", "done"]
+        assert b"\r\n0\r\n\r\n" not in raw
+    finally:
+        writer.close()
