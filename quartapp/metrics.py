@@ -25,7 +25,10 @@ class Metrics:
             "ail_time_to_first_token_seconds", "Stream start to first token event", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.gap = Histogram(
-            "ail_inter_token_gap_seconds", "Time between token events of a stream", buckets=_LATENCY_BUCKETS, registry=r
+            "ail_inter_token_gap_seconds",
+            "Time between token events of a stream (every 16th token)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.resumes = Counter("ail_resumes_total", "Readers that resumed with a cursor", ["outcome"], registry=r)
         self.log_latency = Histogram(

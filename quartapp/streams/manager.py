@@ -71,7 +71,8 @@ class StreamNotFound(APIError):
 #: not after the whole backlog was fetched and framed.
 READ_PAGE = 256
 
-#: Log latency is observed for a stream's first append and every 16th after it.
+#: Log latency is observed for a stream's first append and every 16th after it, the gap
+#: between tokens for every 16th token (a histogram observe costs about 1 us: a token's 5%).
 LOG_LATENCY_SAMPLE_MASK = 15
 
 
@@ -241,7 +242,7 @@ class StreamManager:
         try:
             async with asyncio.timeout(self.settings.STREAM_DEADLINE_S):
                 async with contextlib.aclosing(run.events()) as events:
-                    appended = 0
+                    appended = tokens = 0
                     async for event_type, data in events:
                         if event_type[0] == PRIVATE_PREFIX:  # kept for the server, never sent
                             await self.log.put_private(
@@ -257,8 +258,9 @@ class StreamManager:
                             if first:
                                 metrics.ttft.observe(before - started)
                                 first = False
-                            else:
+                            elif not tokens & LOG_LATENCY_SAMPLE_MASK:
                                 metrics.gap.observe(before - last_token)
+                            tokens += 1
                             last_token = before
                         elif event_type == "error":
                             metrics.errors.labels(str(data["code"])).inc()

@@ -97,8 +97,8 @@ async def test_metrics_move_with_streams_resumes_and_errors(metered: Server) -> 
         assert terminal_of(read.events)["type"] == "done"
         for name, grew_by in (
             ("ail_time_to_first_token_seconds_count", 1),
-            ("ail_inter_token_gap_seconds_count", tokens - 1),
-            # sampled: a stream's first append and every 16th after it
+            # sampled: every 16th gap between tokens; a stream's first append and every 16th after it
+            ("ail_inter_token_gap_seconds_count", (tokens - 1) // (LOG_LATENCY_SAMPLE_MASK + 1)),
             ("ail_log_append_seconds_count", -(-len(read.events) // (LOG_LATENCY_SAMPLE_MASK + 1))),
         ):
             assert metric_value(after_one, name) - metric_value(before, name) == grew_by, name
