@@ -49,6 +49,8 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
             await send({"type": "http.response.body", "body": entry.sse, "more_body": True})
 
     try:
+        # First, and from this (the response's) task: the send watch takes the task of the
+        # first write as the one to cancel when a write hangs (quartapp/asgi.py), never the producer's.
         yield retry_frame(core.settings.SSE_RETRY_MS)
         async for batch in core.streams.follow(stream_id, cursor, owner, deliver):
             events += len(batch)
