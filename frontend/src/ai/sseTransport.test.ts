@@ -9,9 +9,11 @@ import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { doneEvent, id, sse, startEvent, token } from '../test/fakeTransport.ts';
-import type { StartData, StreamEvent, TerminalEvent } from './events.ts';
+import type { StartData, StreamEvent } from './events.ts';
 import { createSSETransport } from './sseTransport.ts';
-import { StreamRequestError, type StreamFailure, type StreamHandlers } from './transport.ts';
+import { collect } from './testing/collect.ts';
+import { controlledBody } from './testing/streamServer.ts';
+import { StreamRequestError } from './transport.ts';
 
 const BASE = 'http://localhost';
 const EVENTS = `${BASE}/api/streams/s1/events`;
@@ -23,42 +25,8 @@ afterAll(() => server.close());
 
 const fastBackoff = { initialMs: 5, maxMs: 20, maxRetries: 3, random: () => 0.5 };
 
-/** A response body the test writes piece by piece. */
-function controlledBody() {
-  const encoder = new TextEncoder();
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const stream = new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-  });
-  return {
-    stream,
-    push: (text: string) => controller.enqueue(encoder.encode(text)),
-    close: () => controller.close(),
-  };
-}
-
 function sseResponse(body: ReadableStream<Uint8Array> | string, status = 200) {
   return new HttpResponse(body, { status, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
-}
-
-function collector() {
-  const events: StreamEvent[] = [];
-  const chunks: string[] = [];
-  const errors: StreamFailure[] = [];
-  let resolveEnd!: (value: TerminalEvent | StreamFailure) => void;
-  const ended = new Promise<TerminalEvent | StreamFailure>((resolve) => (resolveEnd = resolve));
-  const handlers: StreamHandlers = {
-    onEvent: (e) => events.push(e),
-    onChunk: (text) => chunks.push(text),
-    onError: (f) => {
-      errors.push(f);
-      if (f.source !== 'stream') resolveEnd(f);
-    },
-    onComplete: (e) => resolveEnd(e),
-  };
-  return { events, chunks, errors, handlers, ended, text: () => chunks.join('') };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +35,7 @@ describe('fetch reader (eventsource-parser)', () => {
   it('parses an event split across network chunks and multi-line data', async () => {
     const body = controlledBody();
     server.use(http.get(EVENTS, () => sseResponse(body.stream)));
-    const c = collector();
+    const c = collect();
     const transport = createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff });
     transport.resume('s1', null, c.handlers);
 
@@ -97,7 +65,7 @@ describe('fetch reader (eventsource-parser)', () => {
         return sseResponse(sse(token(3, ' two'), token(4, ' three'), doneEvent(5, 'One two three')));
       }),
     );
-    const c = collector();
+    const c = collect();
     createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff }).resume('s1', null, c.handlers);
     await c.ended;
     expect(urls).toHaveLength(2);
@@ -122,7 +90,7 @@ describe('fetch reader (eventsource-parser)', () => {
         return sseResponse(sse(reset, snapshot, doneEvent(8, 'One two three')));
       }),
     );
-    const c = collector();
+    const c = collect();
     createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff }).resume('s1', id(3, 'old'), c.handlers);
     await c.ended;
     expect(urls.map((u) => u.searchParams.get('after'))).toEqual([id(3, 'old'), id(3, 'old')]);
@@ -135,7 +103,7 @@ describe('fetch reader (eventsource-parser)', () => {
         HttpResponse.json({ error: { code: 'stream_not_found', message: 'no such stream', field: 'stream_id' } }, { status: 404 }),
       ),
     );
-    const c = collector();
+    const c = collect();
     createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff }).resume('s1', id(7), c.handlers);
     const end = await c.ended;
     expect(end).toMatchObject({ source: 'transport', code: 'stream_not_found', retryable: false });
@@ -154,7 +122,7 @@ describe('fetch reader (eventsource-parser)', () => {
         return sseResponse(sse(startEvent(), token(2, 'Half an answer'), error));
       }),
     );
-    const c = collector();
+    const c = collect();
     const handle = createSSETransport({ baseUrl: BASE, reader: 'fetch', backoff: fastBackoff }).resume('s1', null, c.handlers);
     const end = await c.ended;
     expect(end).toMatchObject({ type: 'error' });
@@ -174,7 +142,7 @@ describe('fetch reader (eventsource-parser)', () => {
         return sseResponse(body.stream);
       }),
     );
-    const c = collector();
+    const c = collect();
     const handle = createSSETransport({ baseUrl: BASE, reader: 'fetch' }).resume('s1', null, c.handlers);
     body.push(sse(startEvent(), token(2, 'x')));
     await expect.poll(() => c.events.length).toBe(2);
@@ -204,7 +172,7 @@ describe('EventSource reader', () => {
         return sseResponse(sse(token(3, 'light'), token(4, ' feeds'), doneEvent(5, 'Sunlight feeds')));
       }),
     );
-    const c = collector();
+    const c = collect();
     transport().resume('s1', null, c.handlers);
     await c.ended;
     expect(seen).toEqual([
@@ -225,7 +193,7 @@ describe('EventSource reader', () => {
         return sseResponse(sse(token(3, ' cells'), doneEvent(4, 'Leaf cells')));
       }),
     );
-    const c = collector();
+    const c = collect();
     transport().resume('s1', null, c.handlers);
     await c.ended;
     expect(urls).toHaveLength(3);
@@ -238,7 +206,7 @@ describe('EventSource reader', () => {
       http.get(`${BASE}/api/streams/s1`, () => HttpResponse.json({ error: { code: 'stream_not_found', message: 'x' } }, { status: 404 })),
       http.get(EVENTS, () => HttpResponse.json({ error: { code: 'stream_not_found', message: 'x' } }, { status: 404 })),
     );
-    const c = collector();
+    const c = collect();
     transport().resume('s1', id(3), c.handlers);
     expect(await c.ended).toMatchObject({ code: 'stream_not_found', retryable: false });
   });
@@ -265,7 +233,7 @@ describe('start and stop over HTTP', () => {
       }),
       http.get(EVENTS, () => sseResponse(sse(startEvent(), token(2, 'Hi'), doneEvent(3, 'Hi')))),
     );
-    const c = collector();
+    const c = collect();
     const handle = await createSSETransport({ baseUrl: BASE, reader: 'fetch' }).start(
       { block_type: 'ask_question', input: 'Why?', options: { max_tokens: 50 } },
       c.handlers,
@@ -301,7 +269,7 @@ describe('start and stop over HTTP', () => {
         return HttpResponse.json({ stream_id: 's1', status: 'stopped' });
       }),
     );
-    const c = collector();
+    const c = collect();
     const handle = createSSETransport({ baseUrl: BASE, reader: 'fetch' }).resume('s1', null, c.handlers);
     body.push(sse(startEvent(), token(2, 'Par')));
     await expect.poll(() => c.events.length).toBe(2);

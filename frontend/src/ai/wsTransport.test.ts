@@ -6,56 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { doneEvent, id, startEvent, token } from '../test/fakeTransport.ts';
-import type { StreamEvent, TerminalEvent, WsClientMessage } from './events.ts';
-import { StreamRequestError, type StreamFailure, type StreamHandlers } from './transport.ts';
+import type { WsClientMessage } from './events.ts';
+import { collect } from './testing/collect.ts';
+import { FakeSocket } from './testing/fakeSocket.ts';
+import { StreamRequestError, type StreamHandlers } from './transport.ts';
 import { createWebSocketTransport } from './wsTransport.ts';
-
-class FakeSocket {
-  static instances: FakeSocket[] = [];
-  static readonly CONNECTING = 0;
-  static readonly OPEN = 1;
-  static readonly CLOSING = 2;
-  static readonly CLOSED = 3;
-  readyState = 0;
-  sent: WsClientMessage[] = [];
-  closedWith: number | null = null;
-  onopen: ((e: Event) => void) | null = null;
-  onmessage: ((e: MessageEvent) => void) | null = null;
-  onclose: ((e: CloseEvent) => void) | null = null;
-  onerror: ((e: Event) => void) | null = null;
-
-  constructor(readonly url: string) {
-    FakeSocket.instances.push(this);
-  }
-  send(text: string) {
-    if (this.readyState !== 1) throw new Error('send on a socket that is not open');
-    this.sent.push(JSON.parse(text) as WsClientMessage);
-  }
-  close(code = 1000) {
-    this.closedWith = code;
-    this.readyState = 3;
-  }
-  // -- the server's side
-  open() {
-    this.readyState = 1;
-    this.onopen?.(new Event('open'));
-  }
-  receive(frame: object) {
-    this.onmessage?.(new MessageEvent('message', { data: JSON.stringify(frame) }));
-  }
-  event(streamId: string, event: StreamEvent) {
-    this.receive({ stream_id: streamId, ...event });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onclose?.(new CloseEvent('close', { code }));
-  }
-  static get last(): FakeSocket {
-    const socket = FakeSocket.instances.at(-1);
-    if (!socket) throw new Error('no socket');
-    return socket;
-  }
-}
 
 afterEach(() => {
   FakeSocket.instances = [];
@@ -67,18 +22,6 @@ const make = () =>
     WebSocket: FakeSocket as unknown as typeof WebSocket,
     backoff: { initialMs: 5, maxMs: 20, maxRetries: 3, random: () => 0.5 },
   });
-
-function collector() {
-  const chunks: string[] = [];
-  const errors: StreamFailure[] = [];
-  let completed: TerminalEvent | null = null;
-  const handlers: StreamHandlers = {
-    onChunk: (text) => chunks.push(text),
-    onError: (f) => errors.push(f),
-    onComplete: (e) => (completed = e),
-  };
-  return { chunks, errors, handlers, text: () => chunks.join(''), completed: () => completed };
-}
 
 async function startAccepted(transport: ReturnType<typeof make>, handlers: StreamHandlers) {
   const pending = transport.start({ block_type: 'ask_question', input: 'Why is the sky blue?' }, handlers);
@@ -95,7 +38,7 @@ async function startAccepted(transport: ReturnType<typeof make>, handlers: Strea
 
 describe('WebSocket transport', () => {
   it('starts a stream and delivers its events', async () => {
-    const c = collector();
+    const c = collect();
     const { socket, handle } = await startAccepted(make(), c.handlers);
     socket.event('s1', token(2, 'Blue'));
     socket.event('s1', token(3, ' light'));
@@ -109,7 +52,7 @@ describe('WebSocket transport', () => {
   });
 
   it('reconnects after a drop and resumes from the last event id without duplicates', async () => {
-    const c = collector();
+    const c = collect();
     const { socket } = await startAccepted(make(), c.handlers);
     socket.event('s1', token(2, 'Rayleigh'));
     socket.event('s1', token(3, ' scattering'));
@@ -129,7 +72,7 @@ describe('WebSocket transport', () => {
   });
 
   it('gives up after maxRetries failed reconnects, keeping what arrived', async () => {
-    const c = collector();
+    const c = collect();
     const { socket } = await startAccepted(make(), c.handlers);
     socket.event('s1', token(2, 'Kept'));
     socket.drop();
@@ -143,7 +86,7 @@ describe('WebSocket transport', () => {
   });
 
   it('resumes a stream by id with the given cursor (transport switch, second tab)', async () => {
-    const c = collector();
+    const c = collect();
     make().resume('s9', id(5), c.handlers);
     const socket = FakeSocket.last;
     socket.open();
@@ -151,7 +94,7 @@ describe('WebSocket transport', () => {
   });
 
   it('stops over the socket', async () => {
-    const c = collector();
+    const c = collect();
     const transport = make();
     const { socket, handle } = await startAccepted(transport, c.handlers);
     const stopping = handle.stop();
@@ -180,7 +123,7 @@ describe('WebSocket transport', () => {
   });
 
   it('fails a stream the server no longer has on resume', async () => {
-    const c = collector();
+    const c = collect();
     make().resume('gone', id(2), c.handlers);
     const socket = FakeSocket.last;
     socket.open();
@@ -197,8 +140,8 @@ describe('WebSocket transport', () => {
 
   it('shares one socket between streams and closes it with the last one', async () => {
     const transport = make();
-    const a = collector();
-    const b = collector();
+    const a = collect();
+    const b = collect();
     const ha = transport.resume('a', null, a.handlers);
     const hb = transport.resume('b', null, b.handlers);
     expect(FakeSocket.instances).toHaveLength(1);

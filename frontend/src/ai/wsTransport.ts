@@ -109,6 +109,8 @@ class SocketHub {
   /** Follow a stream from its delivery's cursor (sent now, and again after every reconnect). */
   subscribe(streamId: string, delivery: Delivery, sendResume: boolean): void {
     this.subscriptions.set(streamId, delivery);
+    // On a socket already open (a start's `accepted`, a second stream) no `onopen` will say so.
+    if (this.isOpen()) delivery.connection('open');
     if (sendResume) this.sendResume(streamId, delivery);
     else this.ensureSocket();
   }
