@@ -61,7 +61,7 @@ BODY_TIMEOUT_S = 10
 def make_stream_log(settings: Settings) -> StreamLog:
     """The log ``STREAM_LOG`` names: in memory for one process, Redis Streams for many."""
     if settings.STREAM_LOG == "redis":
-        from .streams.redis_log import RedisStreamLog
+        from .streams.redis import RedisStreamLog
 
         return RedisStreamLog(settings)
     return MemoryStreamLog(settings.STREAM_HISTORY_SIZE, settings.STREAM_RETENTION_S, settings.COALESCE_MAX_TOKENS)

@@ -90,6 +90,7 @@ def test_the_wheel_holds_the_package_the_page_and_the_contract_and_nothing_gener
     for expected in (
         "quartapp/extension.py",
         "quartapp/blueprints/sse.py",
+        "quartapp/streams/redis/stream_log.py",  # a subpackage: pyproject lists each one
         "quartapp/blocks/quiz.py",
         "quartapp/contracts/stream-schema.yaml",
         "quartapp/page/index.html",

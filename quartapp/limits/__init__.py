@@ -91,7 +91,7 @@ class Limits:
             return cls(settings, client, owns_client=False)
         import redis.asyncio as aioredis
 
-        from ..streams.redis_log import SOCKET_TIMEOUT_S
+        from ..streams.redis import SOCKET_TIMEOUT_S
 
         client = aioredis.Redis.from_url(
             settings.REDIS_URL,

@@ -132,7 +132,7 @@ class Fenced(Exception):
 
 
 class StreamLog(Protocol):
-    """Where events live. Implementations: :class:`MemoryStreamLog`, ``redis_log.RedisStreamLog``.
+    """Where events live. Implementations: :class:`MemoryStreamLog`, ``streams.redis.RedisStreamLog``.
 
     ``request_stop`` asks whichever instance produces a stream to stop it; each
     instance registers the handler that cancels its own producers with

@@ -44,7 +44,7 @@ from quartapp.providers.scripted import ScriptedProvider
 from quartapp.streams.events import TERMINAL, Entry, parse_event_id
 from quartapp.streams.log import LogUnavailable
 from quartapp.streams.manager import StreamManager, StreamNotFound
-from quartapp.streams.redis_log import RedisStreamLog
+from quartapp.streams.redis import RedisStreamLog
 from tests.faults.support import make_settings
 from tests.helpers import assert_valid_event
 from tests.redis_server import RedisServer
@@ -304,8 +304,8 @@ def took(coverage: dict[str, int]) -> str:
 
 async def test_a_redis_rollback_is_never_a_silent_gap(own_redis: RedisServer) -> None:
     conf = make_settings(STREAM_LOG="redis", REDIS_URL=own_redis.url, PRODUCER_LEASE_S=2.0, STREAM_SNAPSHOT_AFTER=1000)
-    logs = [RedisStreamLog(conf, prefix=f"rb{secrets.token_hex(3)}:") for _ in range(2)]
-    logs[1]._prefix = logs[0]._prefix  # one shared set of keys: two instances
+    prefix = f"rb{secrets.token_hex(3)}:"
+    logs = [RedisStreamLog(conf, prefix=prefix) for _ in range(2)]  # one shared set of keys: two instances
     engines = [Engine(conf, ScriptedProvider(0.01)) for _ in range(2)]
     a, b = (StreamManager(conf, engine, log) for engine, log in zip(engines, logs, strict=True))
     machine_ids: dict[str, str] = {}

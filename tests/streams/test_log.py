@@ -53,7 +53,7 @@ async def _make_log(request: pytest.FixtureRequest) -> AsyncIterator[MakeLog]:
             # one event per append, as the Redis log does: merging is the memory log's own (tested below)
             log: StreamLog = MemoryStreamLog(history, retention, coalesce_max_tokens=1)
         elif request.param == "redis":
-            from quartapp.streams.redis_log import RedisStreamLog
+            from quartapp.streams.redis import RedisStreamLog
 
             server: RedisServer = request.getfixturevalue("redis_server")
             settings = load_settings(

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from quartapp.config import load_settings
 from quartapp.streams.log import Fenced, LogUnavailable
-from quartapp.streams.redis_log import APPEND_RETRY_S, RedisStreamLog
+from quartapp.streams.redis import APPEND_RETRY_S, RedisStreamLog
+from quartapp.streams.redis.scripts import AppendCall
 from tests.redis_server import RedisServer
 
 MakeLog = Callable[..., RedisStreamLog]
@@ -176,18 +177,18 @@ async def test_retention_after_the_end(make_log: MakeLog, redis_server: RedisSer
     await a.append("s1", "quiz.question", {"index": 0, "question": {"q": 1}})
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
-        keys = sorted(k.decode() for k in await raw.keys(a._prefix + "*") if b"fence" not in k)
+        keys = sorted(k.decode() for k in await raw.keys(a._shared.prefix + "*") if b"fence" not in k)
         assert len(keys) == 6  # events meta text questions lease epoch
         ttls = {k.rpartition(":")[2]: await raw.pttl(k) for k in keys}
         assert 0 < ttls.pop("lease") <= 3000
         assert all(ttl > 60_000 for ttl in ttls.values())  # the safety TTL while running
         await a.append("s1", "done", DONE)
-        assert await raw.exists(a._keys("s1")[4]) == 0  # the lease goes with the end
+        assert await raw.exists(a._shared.keys("s1").lease) == 0  # the lease goes with the end
         assert all([0 < await raw.pttl(k) <= 1000 for k in keys if not k.endswith(":lease")])
         await asyncio.sleep(1.2)
         assert await a.info("s1") is None
         assert await a.find_by_epoch(info.epoch) is None
-        assert await raw.keys(a._prefix + "{s1}*") == []
+        assert await raw.keys(a._shared.prefix + "{s1}*") == []
     finally:
         await raw.aclose()
 
@@ -200,7 +201,7 @@ async def test_fencing(make_log: MakeLog, redis_server: RedisServer) -> None:
         await b.append("s1", "token", _token("b"))
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
-        await raw.set(a._keys("s1")[4], "thief:999", px=10_000)  # the lease is stolen
+        await raw.set(a._shared.keys("s1").lease, "thief:999", px=10_000)  # the lease is stolen
         with pytest.raises(Fenced):
             await a.append("s1", "token", _token("a"))
     finally:
@@ -212,12 +213,23 @@ async def test_append_retry_is_idempotent(make_log: MakeLog) -> None:
     """A retried append (its reply lost) must not add the event twice: the script remembers the last id."""
     a = make_log()
     await a.create("s1", "", "ask_question")
-    keys = [*a._keys("s1"), a._epoch_key("")]
-    token = a._produced["s1"]
-    args: list[Any] = ["p", token, "append-1", "token", b'{"text":"x","tokens":1}', 100, 3000]
-    args += ["x", 1, b"", b"", "", "", 1000, 60000, 0]  # text tokens question start status ended_at ... floor
-    first = await a._append(keys, args)
-    again = await a._append(keys, args)
+    call = AppendCall(
+        stream=a._shared.keys("s1"),
+        epoch_key=a._shared.epoch_key(""),
+        mode="p",
+        token=a._writer._produced["s1"],
+        append_id="append-1",
+        event_type="token",
+        payload=b'{"text":"x","tokens":1}',
+        maxlen=100,
+        lease_ms=3000,
+        text="x",
+        tokens=1,
+        retention_ms=1000,
+        safety_ms=60000,
+    )
+    first = await a._shared.scripts.append(call)
+    again = await a._shared.scripts.append(call)
     assert first[0] == again[0] == 1
     assert len(await a.read("s1", 0, 10)) == 1
 
