@@ -153,6 +153,11 @@ class WsAccepted(_Model):
     request_id: str | None
     stream_id: str
     action: Literal["start", "resume", "stop"]
+    caught_up: bool = Field(
+        default=False,
+        description="A resume of an ended stream whose last event the client already has: no event "
+        "follows and the client stops reading it (over SSE the same resume is answered 204)",
+    )
 
 
 class WsRejectedDetail(_Model):

@@ -10,7 +10,7 @@ from quart import Response, request
 
 from quartapp.asgi import asgi_send
 from quartapp.state import Services, services
-from quartapp.streams.events import Entry, parse_event_id
+from quartapp.streams.events import Entry
 from quartapp.streams.log import Deliver, StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
 
@@ -21,14 +21,6 @@ _levels = logging.getLogger(__name__)  # asked first: no event built for a line 
 def cursor_from_request(after: str | None) -> str | None:
     """``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``."""
     return request.headers.get("Last-Event-ID") or after or None
-
-
-def finished_and_caught_up(info: StreamInfo, cursor: str | None) -> bool:
-    """A reader that already has the terminal event: 204 tells EventSource to stop reconnecting."""
-    if info.status == "running" or not cursor:
-        return False
-    parsed = parse_event_id(cursor)
-    return parsed is not None and parsed[0] == info.epoch and parsed[1] >= info.last_seq
 
 
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
@@ -67,7 +59,7 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
 
 
 def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:
-    if finished_and_caught_up(info, cursor):
+    if info.read_to_the_end(cursor):  # 204 tells EventSource to stop reconnecting
         return Response(b"", status=204)
     core = services()
     settings = core.settings

@@ -71,7 +71,8 @@ class _Socket:
         self.handler = asyncio.current_task()
 
     async def reply(self, model: WsAccepted | WsRejected) -> None:
-        await websocket.send(model.model_dump_json())
+        # an accept carries `caught_up` only when it is true (the one field an accept may leave out)
+        await websocket.send(model.model_dump_json(exclude_defaults=type(model) is WsAccepted))
 
     async def reject(
         self, request_id: str | None, stream_id: str | None, code: str, message: str, field: str | None = None
@@ -276,11 +277,19 @@ async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:
         return True
     try:
         if isinstance(message, WsResume):
-            await core.streams.info(message.stream_id, sock.owner)
+            info = await core.streams.info(message.stream_id, sock.owner)
+            caught_up = info.read_to_the_end(message.after)
             await sock.reply(
-                WsAccepted(type="accepted", request_id=message.request_id, stream_id=message.stream_id, action="resume")
+                WsAccepted(
+                    type="accepted",
+                    request_id=message.request_id,
+                    stream_id=message.stream_id,
+                    action="resume",
+                    caught_up=caught_up,
+                )
             )
-            sock.follow(message.stream_id, message.after)
+            if not caught_up:
+                sock.follow(message.stream_id, message.after)
         else:
             await core.streams.stop(message.stream_id, sock.owner)
             await sock.reply(

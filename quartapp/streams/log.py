@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ..eager import Resumed, run_until_suspended
 from ..errors import APIError
-from .events import TERMINAL, Entry
+from .events import TERMINAL, Entry, parse_event_id
 
 
 @dataclass(slots=True)
@@ -73,6 +73,14 @@ class StreamInfo:
     last_seq: int
     status: str  # running | complete | stopped | interrupted | failed
     ended_at: float | None
+
+    def read_to_the_end(self, cursor: str | None) -> bool:
+        """Whether a reader at ``cursor`` already has this ended stream's last event: nothing
+        will follow (SSE answers 204, which tells EventSource to stop; a socket says ``caught_up``)."""
+        if self.status == "running" or not cursor:
+            return False
+        parsed = parse_event_id(cursor)
+        return parsed is not None and parsed[0] == self.epoch and parsed[1] >= self.last_seq
 
 
 StopHandler = Callable[[str], None]

@@ -116,6 +116,23 @@ async def test_resume_after_reconnect_has_no_gap_and_no_duplicate(server: Server
     assert fold_text(resumed).strip() == terminal_of(full)["data"]["result"]["text"]
 
 
+async def test_resuming_an_ended_stream_from_its_last_event_is_caught_up_and_sends_nothing(server: Server) -> None:
+    """As SSE's 204: a client that holds the end is told so, rather than left waiting."""
+    async with await WSClient.open(ws_url(server)) as ws:
+        reply = await ws.request(start(max_tokens=6))
+        stream_id = reply["stream_id"]
+        full = await ws.events(stream_id)
+        last = full[-1]["id"]
+        reply = await ws.request({"type": "resume", "stream_id": stream_id, "after": last, "request_id": "c"})
+        accepted = {"type": "accepted", "request_id": "c", "stream_id": stream_id, "action": "resume"}
+        assert reply == {**accepted, "caught_up": True}
+        with pytest.raises(TimeoutError):
+            await ws.recv(timeout=0.5)  # no event follows
+        earlier = await ws.request({"type": "resume", "stream_id": stream_id, "after": full[-2]["id"]})
+        assert "caught_up" not in earlier  # not at the end: the rest follows
+        assert [e["id"] for e in await ws.events(stream_id)] == [last]
+
+
 async def test_sse_and_websocket_readers_see_the_same_events(server: Server) -> None:
     async with server.client() as client, await WSClient.open(ws_url(server)) as ws:
         reply = await ws.request(start(max_tokens=40))

@@ -61,7 +61,7 @@ export const SCHEMA_FIELDS = {
   WsStart: { required: ['type', 'block_type'], optional: ['follow_up', 'input', 'options', 'parent_stream_id', 'request_id'] },
   WsResume: { required: ['type', 'stream_id'], optional: ['after', 'request_id'] },
   WsStop: { required: ['type', 'stream_id'], optional: ['request_id'] },
-  WsAccepted: { required: ['type', 'request_id', 'stream_id', 'action'], optional: [] },
+  WsAccepted: { required: ['type', 'request_id', 'stream_id', 'action'], optional: ['caught_up'] },
   WsRejected: { required: ['type', 'request_id', 'stream_id', 'error'], optional: [] },
   WsRejectedDetail: { required: ['code', 'message'], optional: ['field'] },
 } as const satisfies Record<string, Fields>;

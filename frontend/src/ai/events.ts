@@ -277,6 +277,8 @@ export interface WsAccepted {
   request_id: string | null;
   stream_id: string;
   action: 'start' | 'resume' | 'stop';
+  /** A resume of an ended stream whose last event we hold: nothing follows (SSE's 204). */
+  caught_up?: boolean;
 }
 
 export interface WsRejected {

@@ -26,6 +26,7 @@ import {
   type StartRequest,
   type StreamCreated,
   type StreamEvent,
+  type StreamStatus,
 } from './events.ts';
 import {
   DEFAULT_BACKOFF,
@@ -83,12 +84,20 @@ function giveUp(ctx: ReaderContext, attempts: number): void {
 }
 
 /** A 404 on the status URL: the stream is gone (expired or never existed), so stop retrying. */
-async function streamGone(ctx: ReaderContext): Promise<boolean> {
+/**
+ * Why EventSource gave up, from the stream's status: `gone` (404), `read` (it ended and we hold
+ * its last event: the server answered 204, which EventSource reports as an error) or `retry`.
+ */
+async function afterGivingUp(ctx: ReaderContext): Promise<'gone' | 'read' | 'retry'> {
   try {
     const response = await ctx.fetch(ctx.statusUrl, { headers: { accept: 'application/json' }, cache: 'no-store' });
-    return response.status === 404;
+    if (response.status === 404) return 'gone';
+    if (!response.ok) return 'retry';
+    const status = (await response.json()) as StreamStatus;
+    const ended = status.status !== 'running';
+    return ended && status.last_event_id === ctx.delivery.cursor.lastEventId ? 'read' : 'retry';
   } catch {
-    return false;
+    return 'retry';
   }
 }
 
@@ -149,15 +158,17 @@ class EventSourceReader implements Reader {
     const delay = Math.max(backoffDelay(this.attempt - 1, backoff), this.minDelayMs);
     this.timer = setTimeout(() => {
       this.timer = null;
-      void streamGone(this.ctx).then((gone) => {
+      void afterGivingUp(this.ctx).then((why) => {
         if (delivery.closed) return;
-        if (gone) {
+        if (why === 'gone') {
           delivery.fail({
             source: 'transport',
             code: 'stream_not_found',
             message: 'the stream is gone from the server (expired or unknown)',
             retryable: false,
           });
+        } else if (why === 'read') {
+          delivery.finish(true); // nothing after our cursor, as the fetch reader's 204
         } else {
           this.connect();
         }

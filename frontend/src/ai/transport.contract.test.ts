@@ -17,10 +17,11 @@
  * (HTTP has the status; a `rejected` frame has none and says not retryable), the message of
  * `stream_not_found` (the EventSource reader writes its own after a status check).
  *
- * Not in the contract, because the hooks never do it (they resume only a handle that is not
- * closed): resuming an ended stream after its last id. There the transports differ: the
- * fetch reader closes on the 204, the EventSource reader retries the 204 until it gives up
- * with `connection_lost`, and the socket waits for an event that never comes.
+ * Resuming an ended stream after its last id (a host's own client may; the hooks resume only
+ * a handle that is not closed) closes quietly on every transport: the server answers 204 over
+ * SSE and `accepted` with `caught_up` over the socket. (It used to differ: the EventSource
+ * reader retried the 204 until it gave up with `connection_lost`, and the socket waited for an
+ * event that never came.)
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { doneEvent, id, startEvent, token } from '../test/fakeTransport.ts';
@@ -200,6 +201,20 @@ describe.each(['sse', 'sse-fetch', 'websocket'] as const)('the %s transport keep
     expect(c.completions).toHaveLength(1);
     expect(handle.closed).toBe(true);
     expect(handle.lastEventId).toBe(LAST_ID);
+  });
+
+  it('resume of an ended stream from its last id closes quietly: no event, no error, no retry', async () => {
+    server.add('s7', SCRIPT.length);
+    const c = collect();
+    const handle = wire.transport.resume('s7', LAST_ID, c.handlers);
+    await vi.advanceTimersByTimeAsync(A_MINUTE);
+    expect(c.events).toEqual([]);
+    expect(c.errors).toEqual([]);
+    expect(handle.closed).toBe(true);
+    expect(handle.lastEventId).toBe(LAST_ID);
+    expect(c.connections.at(-1)).toBe('closed');
+    expect(server.reads.filter((r) => r.streamId === 's7')).toHaveLength(1);
+    expect(wire.open()).toBe(0);
   });
 
   it('resume of a running stream delivers what follows the cursor, then the live events', async () => {

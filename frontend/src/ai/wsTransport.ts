@@ -200,6 +200,9 @@ class SocketHub {
       } else if (reply.type === 'rejected' && reply.stream_id) {
         // a resume of a stream the server no longer has
         this.subscriptions.get(reply.stream_id)?.fail({ ...rejectedFailure(reply), source: 'transport' });
+      } else if (reply.type === 'accepted' && reply.caught_up) {
+        // Nothing after our cursor: the stream had already ended and we hold its end (SSE's 204).
+        this.subscriptions.get(reply.stream_id)?.finish(true);
       }
       return;
     }

@@ -422,8 +422,10 @@ export function socketWire(server: ScriptedServer): SocketWire {
         socket.receive({ type: 'rejected', request_id: requestId, stream_id: message.stream_id, error: NOT_FOUND });
         return;
       }
-      socket.receive({ type: 'accepted', request_id: requestId, stream_id: message.stream_id, action: 'resume' });
-      following.start();
+      // as quartapp/blueprints/ws.py: an ended stream read to its end is `caught_up`, and nothing follows
+      const caughtUp = following.caughtUp;
+      socket.receive({ type: 'accepted', request_id: requestId, stream_id: message.stream_id, action: 'resume', caught_up: caughtUp });
+      if (!caughtUp) following.start();
       return;
     }
     if (!server.stop(message.stream_id)) {
