@@ -72,14 +72,31 @@ class StreamingTCPServer(TCPServer):
         return float(getattr(self.config, "write_timeout", DEFAULT_WRITE_TIMEOUT_S))
 
     async def protocol_send(self, event: Event) -> None:
-        if not isinstance(event, RawData):
+        if type(event) is not RawData:
             await super().protocol_send(event)
             return
+        writer = self.writer
+        data: bytes | None = event.data
+        if not self.send_lock.locked():
+            # Nobody is draining: write at once, in this step. The kernel takes the common write
+            # whole, and then there is nothing to wait for, so no lock and no await either.
+            try:
+                writer.write(event.data)
+            except (ConnectionError, RuntimeError):
+                await self.protocol.handle(Closed())
+                return
+            if not writer.transport.get_write_buffer_size():
+                return
+            data = None  # written; what is left is the drain
         async with self.send_lock:
             try:
-                self.writer.write(event.data)
-                if self.writer.transport.get_write_buffer_size():
-                    await asyncio.wait_for(self.writer.drain(), self._write_timeout())
+                if data is not None:  # after the drain that held the lock: the bytes keep their order
+                    writer.write(data)
+                if writer.transport.get_write_buffer_size():
+                    # wait_for, not asyncio.timeout: a direct delivery starts this coroutine in the
+                    # producer's task and another task finishes it, and asyncio.timeout would
+                    # cancel the task it started in (the producer) when the drain times out
+                    await asyncio.wait_for(writer.drain(), self._write_timeout())
             except TimeoutError:
                 log.info("connection aborted: the client read nothing for %ss", self._write_timeout())
                 self.writer.transport.abort()
