@@ -1,4 +1,4 @@
-"""Five fixes to Hypercorn 0.18 that long-lived streams (and hostile clients) need.
+"""Five changes to Hypercorn 0.18 that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -10,7 +10,8 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    stay held (found by tests/faults/test_slow_reader.py). Here a drain or a
    close that takes longer than ``config.write_timeout`` aborts the transport
    (RST). The common write, which the kernel takes at once, pays nothing: the
-   timer is armed only when the write left bytes buffered.
+   timer is armed only when the write left bytes buffered, and the send lock
+   (which orders writes behind a drain) is taken only while someone drains.
 2. **A client's EOF ends an idle connection.** Hypercorn's h11 layer ignores
    EOF between requests, so a closed keep-alive connection sat in CLOSE_WAIT,
    holding its fd and tasks, until ``keep_alive_timeout`` (75 s here; found by
