@@ -89,19 +89,9 @@ class Limits:
             return cls(settings)
         if client is not None:
             return cls(settings, client, owns_client=False)
-        import redis.asyncio as aioredis
+        from ..streams.redis.connection import connect  # the log's client settings: one way to connect
 
-        from ..streams.redis import SOCKET_TIMEOUT_S
-
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=2.0,
-            socket_keepalive=True,
-            health_check_interval=10,
-            protocol=2,
-        )
-        return cls(settings, client)
+        return cls(settings, connect(settings.REDIS_URL))
 
     def install(self, target: Blueprint, client_key: KeyFunction, ip_key: KeyFunction) -> None:
         """The start rate limits, counted by hooks on the extension's blueprint (its routes only)."""
