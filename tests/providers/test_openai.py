@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -31,18 +31,10 @@ QUIZ_SCHEMA: dict[str, Any] = {
 MakeProvider = Callable[..., OpenAIProvider]
 
 
-@pytest.fixture(name="server_module", scope="module")
-def _server_module() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(name="server")
-def _server(server_module: FakeOpenAIServer) -> FakeOpenAIServer:
-    server_module.reset()
-    return server_module
+def _server(openai_server: FakeOpenAIServer) -> FakeOpenAIServer:
+    openai_server.reset()
+    return openai_server
 
 
 @pytest.fixture(name="make_provider")

@@ -11,7 +11,7 @@ must pass all of it; each provider's own module tests what only it does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,14 +24,6 @@ from tests.fakes.openai_server import FakeOpenAIServer, Script
 PROVIDERS = ["scripted", "local", "openai"]
 #: Enough tokens that a stream is still running when a test closes it.
 LONG = [f" word{i}" for i in range(400)]
-
-
-@pytest.fixture(name="openai_server", scope="module")
-def _openai_server() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(name="provider", scope="module", params=PROVIDERS)
