@@ -1,4 +1,4 @@
-"""Fix 5 of ``quartapp/hypercorn_fixes.py``: chunks of a chunked body framed without h11.
+"""Fixes 5 and 6 of ``quartapp/hypercorn_fixes.py``: chunks of a chunked body framed without h11; one idle watch task.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
@@ -89,3 +89,48 @@ async def test_an_http_1_0_client_gets_the_body_unframed(make_server: MakeServer
         assert b"\r\n0\r\n\r\n" not in raw
     finally:
         writer.close()
+
+
+async def _tiny_app(scope: dict[str, object], receive: object, send: object) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+
+async def test_an_idle_connection_is_watched_by_one_task_and_closed_after_keep_alive_timeout() -> None:
+    """Fix 6: the idle watch waits under ``asyncio.timeout`` in its own task only (Hypercorn's
+    ``wait_for`` ran a second task per idle connection), and still closes the connection."""
+    from hypercorn.asyncio import serve
+
+    from quartapp.config import load_settings
+    from quartapp.serve import hypercorn_config
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port))
+    config.keep_alive_timeout = 0.5
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(_tiny_app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        for _ in range(100):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        idle_watchers = [t for t in asyncio.all_tasks() if "_idle_timeout" in repr(t.get_coro())]
+        waits = [t for t in asyncio.all_tasks() if "EventWrapper.wait" in repr(t.get_coro())]  # wait_for's task
+        assert len(idle_watchers) == 1 and not waits
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # served, then idle again
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"ok")
+        assert head.startswith(b"HTTP/1.1 200")
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed by the server once idle for keep_alive_timeout
+        assert 0.3 < asyncio.get_running_loop().time() - started < 3
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 10)
