@@ -76,6 +76,8 @@ def install(target: Quart | Blueprint, settings: Settings, policy: str = API_POL
     async def _browser_headers(response: Response) -> Response:
         # async although it awaits nothing: a sync hook would run in a thread, on every request
         headers = response.headers
+        if "X-Content-Type-Options" in headers:
+            return response  # set already: the standalone app installs this app-wide and on the blueprint
         headers.setdefault("Content-Security-Policy", csp)
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "strict-origin-when-cross-origin"

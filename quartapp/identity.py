@@ -25,7 +25,7 @@ from instance A is a stranger on instance B.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -36,7 +36,6 @@ from typing import Literal
 
 from itsdangerous import BadSignature, TimestampSigner
 from quart import Response, g, has_request_context, has_websocket_context, request, websocket
-from werkzeug.datastructures import Headers
 
 from .config import Settings
 from .errors import APIError
@@ -110,6 +109,7 @@ class Identities:
         return Identity("k:" + presented.hex()[:32], "key")
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address, not per request (a classroom is one)
 def address_key(remote_addr: str | None) -> str:
     """The key a client address is counted under: an IPv4 address as it is, an IPv6 address by
     its /64 (what one subscriber or one host is given: hopping addresses inside it is free)."""
@@ -124,25 +124,18 @@ def address_key(remote_addr: str | None) -> str:
     return f"a:{address}"
 
 
-def _connection() -> tuple[Headers, str]:
-    """The current request's or websocket's headers and scheme."""
-    if has_websocket_context():
-        return websocket.headers, websocket.scheme
-    return request.headers, request.scheme
-
-
 def current_identity() -> Identity:
     """The caller of the current request or websocket (resolved once, then kept on ``g``).
 
     Raises :class:`IdentityError` for a bearer key that is not configured."""
     identity: Identity | None = g.get("identity")
     if identity is None:
-        headers, _ = _connection()
-        cookies = websocket.cookies if has_websocket_context() else request.cookies
-        identity = services().identities.resolve(headers.get("Authorization"), cookies.get(COOKIE_NAME))
+        connection = websocket if has_websocket_context() else request
+        identity = services().identities.resolve(
+            connection.headers.get("Authorization"), connection.cookies.get(COOKIE_NAME)
+        )
         if identity.kind == "session":
-            remote = websocket.remote_addr if has_websocket_context() else request.remote_addr
-            identity = dataclasses.replace(identity, address=address_key(remote))
+            identity = Identity(identity.owner, identity.kind, identity.new_cookie, address_key(connection.remote_addr))
         g.identity = identity
     return identity
 

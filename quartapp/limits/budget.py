@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,14 @@ if TYPE_CHECKING:
 
 
 def _today() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d")
+    """The UTC day the budget keys name, ``YYYYMMDD``: formatted once a day, not per stream
+    start (``strftime`` was the dearest call of a start's admission)."""
+    return _day_name(int(time.time() // 86400))  # Unix days end at 00:00 UTC exactly
+
+
+@functools.lru_cache(maxsize=2)
+def _day_name(day: int) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(day * 86400))
 
 
 def seconds_to_midnight() -> int:
