@@ -65,13 +65,18 @@ class OriginPolicy:
         scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
         return normalize_origin(f"{scheme}://{host}") if host else None
 
+    def _allowed(self, origin: str, scheme: str, host: str) -> bool:
+        """``ALLOWED_ORIGINS`` (else the request's own origin, worked out only when an Origin
+        came: most requests have none) or ``CORS_ORIGINS``."""
+        if origin in self.cors:
+            return True
+        return origin in self.allowed if self.allowed else origin == self.own_origin(scheme, host)
+
     def refusal(self, headers: Headers, scheme: str, host: str) -> str | None:
         """Why this request must be refused, or None when it may go on."""
         raw_origin = headers.get("Origin")
         origin = normalize_origin(raw_origin) if raw_origin is not None else None
-        allowed = set(self.allowed) if self.allowed else {self.own_origin(scheme, host)}
-        allowed |= self.cors
-        if raw_origin is not None and (origin is None or origin not in allowed):
+        if raw_origin is not None and (origin is None or not self._allowed(origin, scheme, host)):
             return "origin not allowed"
         site = headers.get("Sec-Fetch-Site")
         if site is None:
@@ -80,7 +85,9 @@ class OriginPolicy:
         if site in ("same-origin", "none"):
             return None
         if site == "same-site":
-            return None if origin is not None and origin in allowed else "same-site request without an allowed origin"
+            if origin is not None and self._allowed(origin, scheme, host):
+                return None
+            return "same-site request without an allowed origin"
         if site == "cross-site":
             return None if origin is not None and origin in self.cors else "cross-site request"
         return "unknown Sec-Fetch-Site"
