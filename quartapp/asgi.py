@@ -35,6 +35,17 @@ Send = Callable[[Message], Awaitable[None]]
 #: guarded one of an HTTP response, the raw one of a WebSocket. The tasks Quart starts for
 #: a request or socket copy it with their context.
 asgi_send: ContextVar[Send | None] = ContextVar("asgi_send", default=None)
+#: The send watch of the HTTP response being served under :class:`SendTimeoutMiddleware`.
+_response_watch: ContextVar[SendWatch | None] = ContextVar("response_watch", default=None)
+
+
+def claim_sends() -> None:
+    """Called by a streamed body in the task that iterates it: this task is the reader the send
+    watch cancels when a write hangs, even when the first write is a producer's direct delivery
+    (the default is the task of the first write)."""
+    watch = _response_watch.get()
+    if watch is not None and watch.sender is None:
+        watch.sender = asyncio.current_task()
 
 
 class ReaderTooSlow(Exception):
@@ -48,8 +59,8 @@ class SendWatch:
     A chunk's send records when it started; the timer, armed at the first chunk, fires
     ``timeout`` later and either finds no send in flight (it is re-armed by the next
     chunk), a send younger than ``timeout`` (it re-arms for the rest), or one older:
-    that send's task is cancelled. The sender is the reader's task: given, or the task of
-    the first chunk (a response's first chunk is always the reader's own). A producer
+    that send's task is cancelled. The sender is the reader's task: given, claimed by the
+    body (:func:`claim_sends`), or else the task of the first chunk. A producer
     writing to the reader directly finishes its write within its step or hands the rest
     to the reader's task, so a send that can be in flight when the timer fires is always
     the reader's. The per-chunk cost is two attribute writes.
@@ -136,12 +147,14 @@ class SendTimeoutMiddleware:
                 await send(message)
 
         token = asgi_send.set(guarded_send)
+        watch_token = _response_watch.set(watch)
         try:
             await self.app(scope, receive, guarded_send)
         except ReaderTooSlow:
             return  # the response is abandoned; Hypercorn closes the connection
         finally:
             watch.close()
+            _response_watch.reset(watch_token)
             asgi_send.reset(token)
 
 

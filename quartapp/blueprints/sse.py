@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from quart import Response, request
 
-from quartapp.asgi import asgi_send
+from quartapp.asgi import asgi_send, claim_sends
 from quartapp.state import Services, services
 from quartapp.streams.events import Entry
 from quartapp.streams.log import Deliver, StreamInfo
@@ -29,29 +29,37 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
     field costs every held stream a context of its own; the one line names its stream.
 
     What this generator yields, Quart sends; while the reader keeps up, the producer
-    writes each event itself with ``deliver`` (the response's ASGI send), in its own step."""
+    writes each event itself with ``deliver`` (the response's ASGI send), in its own step.
+    The ``retry:`` frame rides on the first write, whoever makes it: one write fewer per stream."""
     reason, events = "client_gone", 0  # unless the stream ends first
+    retry = retry_frame(core.settings.SSE_RETRY_MS)  # sent with the first chunk, then b""
     send = asgi_send.get()
     deliver: Deliver | None = None
     if send is not None:
+        # this task is the reader the send watch drops, though the producer may write first
+        claim_sends()
 
         async def deliver(entry: Entry) -> None:
-            nonlocal events
+            nonlocal events, retry
             events += 1
-            await send({"type": "http.response.body", "body": entry.sse, "more_body": True})
+            if retry:
+                chunk, retry = retry + entry.sse, b""
+            else:
+                chunk = entry.sse
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     try:
-        # First, and from this (the response's) task: the send watch takes the task of the
-        # first write as the one to cancel when a write hangs (quartapp/asgi.py), never the producer's.
-        yield retry_frame(core.settings.SSE_RETRY_MS)
         async for batch in core.streams.follow(stream_id, cursor, owner, deliver):
             events += len(batch)
             if not batch:
-                yield HEARTBEAT
+                chunk = HEARTBEAT
             elif len(batch) == 1:
-                yield batch[0].sse
+                chunk = batch[0].sse
             else:
-                yield b"".join(entry.sse for entry in batch)
+                chunk = b"".join(entry.sse for entry in batch)
+            if retry:
+                chunk, retry = retry + chunk, b""
+            yield chunk
         reason = "stream_ended"
     finally:
         if _levels.isEnabledFor(logging.INFO):
