@@ -1,4 +1,4 @@
-"""Six changes to Hypercorn 0.18 that long-lived streams (and hostile clients) need.
+"""Seven changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -43,8 +43,15 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
 6. **A connection's idle watch is one task, not two.** ``_idle_timeout`` waits under
    ``asyncio.timeout`` where Hypercorn used ``wait_for`` (on 3.11 a second task); the same
    wait, timeout and close. A change for speed: a new connection's start costs less.
+7. **A response head is validated once.** h11 validates a ``Response``'s headers when it is
+   made (every name and value against its regexes: the guard against header injection), then
+   twice more while it sets the framing headers (``set_comma_header`` re-validates the whole
+   list to change one name), about a third of a stream's response head. Here the framing
+   headers are set on the validated list without the second and third pass: the same bytes
+   (``tests/test_hypercorn_fixes.py`` compares them with h11's own over every framing case).
+   h11 0.16.0 only.
 
-DO NOT remove without re-running tests/faults: both are Hypercorn behaviour,
+DO NOT remove without re-running tests/faults: fixes 1-4 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
 """
 
@@ -56,7 +63,9 @@ from importlib.metadata import version
 from typing import Any
 
 import h11
+import h11._connection
 import hypercorn.asyncio.run as hypercorn_run
+from h11._headers import Headers, normalize_and_validate
 from h11._writers import ChunkedWriter
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
@@ -186,6 +195,18 @@ async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
     await _h11_stream_send(self, event)
 
 
+H11_VERSION = "0.16.0"
+
+
+def _set_comma_header_validated(headers: Headers, name: bytes, new_values: list[bytes]) -> Headers:
+    """h11's ``set_comma_header`` for headers h11 has validated (a ``Response``'s, or this
+    function's own result): the other headers are kept as they are, not validated again; the
+    new values are h11's own constants (``chunked``, ``close``) or pieces of a validated value."""
+    kept = [(raw_name, value) for raw_name, found_name, value in headers._full_items if found_name != name]
+    kept.extend((name.title(), value) for value in new_values)
+    return normalize_and_validate(kept, _parsed=True)
+
+
 def install(config: Any, write_timeout_s: float) -> None:
     """Use :class:`StreamingTCPServer` for Hypercorn's asyncio worker, deliver the lost
     WebSocket disconnect, set the write timeout. Idempotent."""
@@ -196,3 +217,7 @@ def install(config: Any, write_timeout_s: float) -> None:
     hypercorn_run.TCPServer = StreamingTCPServer  # type: ignore[attr-defined,misc]
     WSStream.handle = _ws_stream_handle_with_disconnect  # type: ignore[method-assign]
     H11Protocol.stream_send = _h11_stream_send_framing_chunks  # type: ignore[method-assign]
+    if version("h11") == H11_VERSION:  # fix 7: only h11's response clean-up calls it
+        h11._connection.set_comma_header = _set_comma_header_validated  # type: ignore[attr-defined]
+    else:
+        log.warning("h11 %s: the response-head fix is for %s and was not applied", version("h11"), H11_VERSION)

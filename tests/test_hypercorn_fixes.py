@@ -1,4 +1,5 @@
-"""Fixes 5 and 6 of ``quartapp/hypercorn_fixes.py``: chunks of a chunked body framed without h11; one idle watch task.
+"""Fixes 5-7 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, one idle watch task,
+a response head validated once.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import asyncio
 
 import h11
+import h11._connection
+import pytest
+from h11._headers import set_comma_header as h11_set_comma_header
 from hypercorn.protocol.h11 import H11Protocol
 
 from quartapp import hypercorn_fixes
@@ -73,6 +77,9 @@ async def test_a_chunked_stream_reads_back_event_for_event_and_the_connection_is
             first = raw.index(b"\r\n\r\n") + 4  # after the headers: a hex size, CRLF, the frame, CRLF
             size, _, rest = raw[first:].partition(b"\r\n")
             assert rest[int(size, 16) : int(size, 16) + 2] == b"\r\n"
+            # the retry frame rides on the first event's write (blueprints/sse.py): one chunk
+            assert events_of(rest[: int(size, 16)]) == ["start"]
+            assert rest.startswith(b"retry: 2000\n\nid: ")
             client.start_next_cycle()
     finally:
         writer.close()
@@ -134,3 +141,46 @@ async def test_an_idle_connection_is_watched_by_one_task_and_closed_after_keep_a
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)
+
+
+RESPONSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"Cache-Control", b"private, no-cache, no-transform"),
+    (b"set-cookie", b"ail_session=abc.def; Path=/; HttpOnly; SameSite=Lax"),
+    (b"x-request-id", b"dba4621b987d693b"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "extra"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", []),  # chunked
+        (b"GET / HTTP/1.0\r\n\r\n", []),  # unframed, then close
+        (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", []),  # Connection: close added
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", [(b"content-length", b"12")]),  # a fixed length
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", []),  # framed as the GET would be
+        (b"GET / HTTP/1.0\r\n\r\n", [(b"connection", b"keep-alive, Upgrade")]),  # keep-alive dropped
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", [(b"content-length", b"3"), (b"Transfer-Encoding", b"chunked")]),
+    ],
+)
+def test_a_response_head_validated_once_is_the_bytes_h11_writes(
+    request_head: bytes, extra: list[tuple[bytes, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fix 7: the framing headers set without re-validating the list give h11's own bytes."""
+
+    def head(set_comma_header: object) -> bytes:
+        monkeypatch.setattr(h11._connection, "set_comma_header", set_comma_header)
+        connection = h11.Connection(h11.SERVER)
+        connection.receive_data(request_head)
+        assert isinstance(connection.next_event(), h11.Request)
+        data = connection.send(h11.Response(status_code=200, headers=RESPONSE_HEADERS + extra))
+        assert data is not None
+        return data + repr(connection.states).encode()
+
+    assert head(hypercorn_fixes._set_comma_header_validated) == head(h11_set_comma_header)
+
+
+def test_a_response_header_with_a_line_break_is_still_refused() -> None:
+    """The one validation kept (when the Response is made) still stops header injection."""
+    with pytest.raises(h11.LocalProtocolError):
+        h11.Response(status_code=200, headers=[(b"x-a", b"b\r\nSet-Cookie: evil=1")])
