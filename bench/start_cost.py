@@ -9,7 +9,8 @@ three events are. The server's user+system CPU over the run, divided by the stre
 figure: the median of ``--runs`` runs with the range. The product runs as a new anonymous
 client each request (a session minted and signed every time, as a burst of new learners), and
 once with an API key (no session). Client on CPU 0, server on CPU 1, a fresh server per run.
-Usage: ``python -m bench.start_cost [--streams 3000] [--runs 3] [--out FILE.json]`` (about 1 minute).
+Usage: ``python -m bench.start_cost [--streams 3000] [--runs 3] [--out FILE.json]`` (about 1 minute); with
+``BENCH_BEFORE=<checkout>`` that checkout runs beside it as product-before.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    peers = [p for p in _peers() if p[0] in ("product", "quart+hypercorn", "raw-asgi+hypercorn")]
+    peers = [p for p in _peers() if p[0] in ("product", "product-before", "quart+hypercorn", "raw-asgi+hypercorn")]
     product = next(p for p in peers if p[0] == "product")
     keyed = ("product, API key", product[1], product[2], {**product[3], "API_KEYS": API_KEY}, product[4])
     cases = [(*peer, "") for peer in peers] + [(*keyed, f"Authorization: Bearer {API_KEY}\r\n")]
