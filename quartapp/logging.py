@@ -180,7 +180,10 @@ def install_request_logging(target: Quart | Blueprint) -> None:
     """Bind a request id to every line logged for a request; log one line per request.
 
     Idempotent per request: the standalone app installs it app-wide (so an unrouted path is
-    logged too) and the extension on its own blueprint; a request through both logs once."""
+    logged too) and the extension on its own blueprint; a request through both logs once.
+    Nothing is cleared first: Hypercorn runs each request in a task of its own, a fresh copy
+    of its connection's context, and a host app's own bound fields (bound by its hooks, which
+    run before ours) stay on our lines."""
     access = structlog.get_logger("quartapp.access")
     levels = logging.getLogger("quartapp.access")  # asked first: no fields built for a line nobody logs
 
@@ -188,7 +191,6 @@ def install_request_logging(target: Quart | Blueprint) -> None:
     async def _bind_request() -> None:
         if g.get("request_id") is not None:
             return
-        structlog.contextvars.clear_contextvars()
         request_id = _request_id(request.headers.get("X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         g.request_id = request_id
@@ -228,7 +230,6 @@ def install_request_logging(target: Quart | Blueprint) -> None:
 
     @target.before_websocket
     async def _bind_websocket() -> None:
-        structlog.contextvars.clear_contextvars()
         request_id = _request_id(websocket.headers.get("X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id, ws=True)
         g.request_id = request_id

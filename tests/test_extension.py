@@ -133,3 +133,39 @@ async def test_the_host_app_is_left_as_it_was(settings: SettingsFactory, tmp_pat
             "/ai/api/ai-block/haiku", data='{"input": "a", "input": "b"}', headers={"Content-Type": "application/json"}
         )
         assert (await duplicate.get_json())["error"]["code"] == "invalid_json"
+
+
+async def test_a_host_apps_log_fields_stay_on_our_requests_and_their_streams(
+    settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """The host binds its own structlog fields in its hooks (they run before ours): our request
+    hook adds the request id and keeps them, and so does the stream's producer."""
+    import asyncio
+
+    import structlog
+
+    seen: list[dict[str, Any]] = []
+
+    class Recording(ScriptedProvider):
+        async def stream(self, request: Any) -> Any:
+            seen.append(structlog.contextvars.get_contextvars())
+            async for delta in super().stream(request):
+                yield delta
+
+    app = _host(tmp_path)
+
+    @app.before_request
+    async def _tenant() -> None:
+        structlog.contextvars.bind_contextvars(tenant="tenant-7")
+
+    AIBlocks(app, url_prefix="/ai", settings=settings(), provider=Recording(0))
+    async with app.test_app():
+        response = await app.test_client().post(
+            "/ai/api/streams", json={"block_type": "ask_question", "input": "rain"}, headers={"X-Request-ID": "req-7"}
+        )
+        assert response.status_code == 201
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+    assert seen[0]["tenant"] == "tenant-7"
+    assert seen[0]["request_id"] == "req-7"
