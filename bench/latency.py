@@ -42,8 +42,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
+def wait_ready(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
