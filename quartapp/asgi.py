@@ -196,10 +196,12 @@ class HTTPConnection(_PathScoped, ASGIHTTPConnection):
                 gone = True
                 task.cancel()
 
-        receiver = asyncio.ensure_future(self.handle_messages(request, receive))
+        receiver = asyncio.ensure_future(self._receive(request.body, receive))
         receiver.add_done_callback(disconnected)
+        respond = self._respond(request, send)
+        del request  # only the handler needs it: a held response does not keep it
         try:
-            await self._respond(request, send)
+            await respond
         except asyncio.CancelledError:
             if not gone or task.uncancel() > 0:
                 raise  # not (only) the client leaving: a shutdown, a timeout
@@ -208,11 +210,27 @@ class HTTPConnection(_PathScoped, ASGIHTTPConnection):
             receiver.remove_done_callback(disconnected)
             await cancel_tasks({receiver})
 
+    async def _receive(self, body: Any, receive: Any) -> None:
+        """Quart's ``handle_messages``, holding the request's body instead of the request, and
+        only until the body is complete (ASGI sends no ``http.request`` after that): a held
+        stream's receiver then keeps neither, only its wait for the disconnect."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                if body is not None:
+                    body.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        body.set_complete()
+                        body = None
+            elif message["type"] == "http.disconnect":
+                return
+
     async def _respond(self, request: Any, send: Any) -> None:
         try:
             response = await self.app.handle_request(request)
         except Exception as error:
             response = await _handle_exception(self.app, error)
+        del request  # the response is sent without it (its headers, args, body: ~4 KB a held stream)
         timeout = getattr(response, "timeout", ...)
         if timeout is ...:
             timeout = self.app.config["RESPONSE_TIMEOUT"]
