@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -90,7 +90,7 @@ class Producing(Protocol):
     def error_data(self, code: str, message: str, status: str, retryable: bool) -> dict[str, object]: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per running stream: no instance __dict__
 class _Producer:
     stream_id: str
     run: Producing
@@ -103,7 +103,8 @@ class _Producer:
     #: A shared generation's key (its own stream), or the generation a requester's mirror reads.
     key: str | None = None
     source: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    #: The producer task's context (detached from the request): its timers run in it too.
+    context: contextvars.Context | None = None
 
 
 def _producer_context(stream_id: str, **fields: str) -> contextvars.Context:
@@ -190,6 +191,7 @@ class StreamManager:
             else _producer_context(producer.stream_id)
         )
         name = f"stream-{producer.stream_id}"
+        producer.context = context
         producer.task = asyncio.create_task(self._produce(producer), name=name, context=context)
         self._arm_grace(producer)
 
@@ -325,7 +327,12 @@ class StreamManager:
         if producer.grace is not None:
             producer.grace.cancel()
         loop = asyncio.get_running_loop()
-        producer.grace = loop.call_later(self.settings.STREAM_DETACH_GRACE_S, self._abandon, producer)
+        # In the producer's context, not the caller's: a timer keeps its context until its time,
+        # even cancelled, and the grace armed as a stream starts (cancelled when its reader comes)
+        # held the starting request, its body and ``g`` for the whole grace period.
+        producer.grace = loop.call_later(
+            self.settings.STREAM_DETACH_GRACE_S, self._abandon, producer, context=producer.context
+        )
 
     def _abandon(self, producer: _Producer) -> None:
         if producer.readers == 0:
