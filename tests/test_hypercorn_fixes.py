@@ -184,3 +184,16 @@ def test_a_response_header_with_a_line_break_is_still_refused() -> None:
     """The one validation kept (when the Response is made) still stops header injection."""
     with pytest.raises(h11.LocalProtocolError):
         h11.Response(status_code=200, headers=[(b"x-a", b"b\r\nSet-Cookie: evil=1")])
+
+
+async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
+    """Fix 8: the list-backed queue hands messages out first in, first out, and a full queue
+    still makes the sender wait (Hypercorn's back-pressure on a request body)."""
+    queue = hypercorn_fixes._AppQueue(2)
+    await queue.put({"n": 1})
+    await queue.put({"n": 2})
+    blocked = asyncio.ensure_future(queue.put({"n": 3}))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    assert [(await queue.get())["n"] for _ in range(3)] == [1, 2, 3]
+    assert blocked.done()
