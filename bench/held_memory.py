@@ -5,7 +5,9 @@ serves it, scripted provider, one token a second), the shared harness's load cli
 another. A snapshot is taken before ``N`` streams open and once all are held; the
 difference, divided by the streams held, is what one held stream costs in Python
 allocations (RSS, which the harness's S3 reports, adds the allocator's overhead).
-Usage: ``python -m bench.held_memory [N] [--top 25] [--traces 10]`` (about 20 s; run from the checkout).
+Usage: ``python -m bench.held_memory [N] [--top 25] [--traces 10]`` (about 20-60 s; run from the checkout).
+Before 2026-12-07 the client stopped 20 s after it started, and with 1,000 streams the snapshot
+could come after that: the figures of earlier files counted streams being torn down.
 """
 
 from __future__ import annotations
@@ -50,14 +52,20 @@ async def _measure(streams: int, top: int, traces: int) -> None:
     gc.collect()
     tracemalloc.start(12)
     base = tracemalloc.take_snapshot()
-    hold = ["-c", str(streams), "--ramp-s", "2", "--duration", "20"]
+    # The client holds its streams well past the snapshot (it is ended after it): a stream is
+    # counted held while a reader reads it, not while its producer outlives a gone reader.
+    hold = ["-c", str(streams), "--ramp-s", "2", "--duration", "300"]
     client = await asyncio.create_subprocess_exec(*load, *hold, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while manager.active < streams and time.monotonic() < deadline:
+
+    def read() -> int:
+        return sum(1 for producer in manager._producers.values() if producer.readers)
+
+    deadline = time.monotonic() + 120  # tracemalloc slows the server several times over
+    while read() < streams and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     await asyncio.sleep(1)
     gc.collect()
-    held = manager.active
+    held = read()
     snapshot = tracemalloc.take_snapshot()
     tracemalloc.stop()
     if client.returncode is None:
