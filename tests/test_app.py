@@ -95,3 +95,52 @@ async def test_a_producer_keeps_nothing_of_the_request_that_started_it(shared: s
     assert fields == {"request_id": "req-0123456789ab", "stream_id": stream_id, **generation}
     assert shared == "false" or fields["generation_id"] not in (None, stream_id)
     assert tenant == "tenant-7"
+
+
+async def test_a_held_stream_keeps_nothing_of_its_request_on_a_real_server() -> None:
+    """A held SSE response lets its request go once the handler has returned (the receiver
+    keeps only the body, the grace timer runs in the producer's context): the request object
+    is collected while its stream is still being read (about 4 KB a held stream)."""
+    import gc
+    import weakref
+
+    import httpx2
+    from hypercorn.asyncio import serve
+    from quart import request
+
+    from quartapp.serve import hypercorn_config
+    from tests.conftest import free_port
+
+    port = free_port()
+    environ = {"AI_PROVIDER": "scripted", "SHARED_GENERATIONS": "false", "HOST": "127.0.0.1", "PORT": str(port)}
+    settings = load_settings(environ=environ, env_file=None)
+    app = create_app(settings)
+    requests: list[weakref.ref[Any]] = []
+
+    @app.before_request
+    async def _remember() -> None:
+        requests.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        url = f"http://127.0.0.1:{port}/api/stream/ai-block/ask_question?input=rain&max_tokens=5&interval_ms=1000"
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    async with httpx2.AsyncClient() as probe:
+                        await probe.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx2.ConnectError:
+                    await asyncio.sleep(0.05)
+            requests.clear()
+            async with httpx2.AsyncClient(timeout=10) as client, client.stream("GET", url) as response:
+                lines = response.aiter_lines()
+                while "token" not in await anext(lines):  # the stream is running, and held
+                    pass
+                gc.collect()
+                assert len(requests) == 1
+                assert requests[0]() is None, "the held stream keeps its request"
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 15)
