@@ -16,12 +16,14 @@ from .engine.shapers import TextShaper as TextShaper
 from .extension import AIBlocks as AIBlocks
 from .serve import hypercorn_config as hypercorn_config
 from .state import current_ai as current_ai
+from .streams.events import Fold as Fold
 
 __all__ = (
     "AIBlocks",
     "Block",
     "BlockDefinitionError",
     "BlockRequest",
+    "Fold",
     "JSONItemsShaper",
     "Settings",
     "SettingsError",

@@ -3,6 +3,7 @@ validated when registered, and a host that already has quart-schema."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel
 from quart import Quart, session
 from quart_schema import QuartSchema
 
-from quartapp import AIBlocks, Block, BlockDefinitionError, TextShaper, current_ai
+from quartapp import AIBlocks, Block, BlockDefinitionError, Fold, TextShaper, current_ai
+from quartapp.engine.blocks import Event
 from quartapp.providers.scripted import ScriptedProvider
 from quartapp.state import services_of
 from tests.conftest import SettingsFactory
@@ -22,6 +24,19 @@ def _shaper(request: Any) -> TextShaper:
 
 
 POEM = Block(name="poem", system_prompt="You write a four-line poem about the topic.", shaper=_shaper)
+
+
+class LineData(BaseModel):
+    """A block's own text event: a poem's line."""
+
+    text: str
+
+
+class LineShaper(TextShaper):
+    """Sends each piece as ``poem.line`` instead of ``token``."""
+
+    def feed(self, text: str, tokens: int) -> list[Event]:
+        return [("poem.line", data) for _, data in super().feed(text, tokens)]
 
 
 def _host(tmp_path: Path) -> Quart:
@@ -55,6 +70,9 @@ def _host(tmp_path: Path) -> Quart:
         ({"shaper": "TextShaper"}, "shaper"),
         ({"events": {"token": BaseModel}}, "not allowed as an event type"),
         ({"max_attempts": 3}, "retry"),
+        ({"folds": {"token": Fold.TEXT}}, "folds must map this block's own events"),
+        ({"events": {"poem.line": LineData}, "folds": {"poem.line": Fold.END}}, "folds must map"),
+        ({"events": {"poem.line": LineData}, "folds": {"poem.line": Fold.QUESTION}}, "has no 'question' field"),
     ],
 )
 def test_a_bad_block_definition_fails_when_registered(changes: dict[str, Any], message: str) -> None:
@@ -91,6 +109,34 @@ async def test_two_apps_each_get_their_own_state(settings: SettingsFactory, tmp_
         assert one.status_code == 200 and other.status_code == 200
         assert len((await other.get_json())["result"]["text"].split()) <= 7  # the second app's MAX_TOKENS
         assert (await first.test_client().post("/blocks/api/ai-block/poem", json={"input": "x"})).status_code == 404
+
+
+async def test_a_blocks_own_event_folds_into_the_stream_as_it_declares(
+    settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """``Block.folds``: a registered block's ``poem.line`` adds to the text a snapshot carries (a
+    late reader's, the Redis log's re-base) and counts as a token, as a built-in ``token`` does;
+    without the fold it is sent but folds into nothing."""
+    ai = AIBlocks(builtin_blocks=False)
+    fields: dict[str, Any] = {"system_prompt": "Write a poem.", "events": {"poem.line": LineData}}
+    ai.register_block(Block(name="poem", shaper=lambda r: LineShaper("poem"), folds={"poem.line": Fold.TEXT}, **fields))
+    ai.register_block(Block(name="verse", shaper=lambda r: LineShaper("verse"), **fields))
+    app = _host(tmp_path)
+    ai.init_app(app, url_prefix="/ai", settings=settings(), provider=ScriptedProvider(0))
+    manager = services_of(app).streams
+    async with app.test_app():
+        client = app.test_client()
+        for name, folded in (("poem", True), ("verse", False)):
+            created = await (
+                await client.post("/ai/api/streams", json={"block_type": name, "input": "the sea"})
+            ).get_json()
+            stream_id = created["stream_id"]
+            events = await (await client.get(f"/ai/api/streams/{stream_id}/events")).get_data(as_text=True)
+            lines = [json.loads(line[6:])["text"] for line in events.splitlines() if line.startswith('data: {"text"')]
+            assert "event: poem.line" in events and lines
+            state, _ = await manager.log.snapshot(stream_id)
+            assert state["text"] == ("".join(lines) if folded else "")
+            assert (state["output_tokens"] > 0) is folded
 
 
 async def test_the_host_app_is_left_as_it_was(settings: SettingsFactory, tmp_path: Path) -> None:

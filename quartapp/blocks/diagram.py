@@ -7,7 +7,7 @@ import re
 from ..engine.blocks import Block, BlockRequest, Event, FollowUp
 from ..engine.mermaid import MERMAID_GBNF, check_mermaid
 from ..providers.base import ProviderBadOutput
-from ..streams.events import BlockResult, DiagramCheck, DiagramPartialData
+from ..streams.events import BlockResult, DiagramCheck, DiagramPartialData, Fold
 
 DIAGRAM_MAX_TOKENS = 400
 
@@ -88,6 +88,7 @@ DIAGRAM = Block(
     shaper=lambda request: DiagramShaper(),
     result_model=BlockResult,
     events={"diagram.partial": DiagramPartialData},
+    folds={"diagram.partial": Fold.TEXT},
     default_max_tokens=DIAGRAM_MAX_TOKENS,
     temperature=0.3,
     grammar=MERMAID_GBNF,

@@ -12,7 +12,7 @@ from pydantic_core import to_json
 from ..engine.blocks import Block, BlockRequest, Event, FollowUp, Shaper
 from ..engine.shapers import JSONItemsShaper
 from ..providers.base import GenerationRequest, Message, ProviderBadOutput
-from ..streams.events import QUIZ_KEY_EVENT, BlockResult, QuizItem, QuizQuestion, QuizQuestionData
+from ..streams.events import QUIZ_KEY_EVENT, BlockResult, Fold, QuizItem, QuizQuestion, QuizQuestionData
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,7 @@ QUIZ = Block(
     shaper=lambda request: QuizShaper(reveal=request.answer_key),
     result_model=BlockResult,
     events={"quiz.question": QuizQuestionData},
+    folds={"quiz.question": Fold.QUESTION},
     lead=lambda request: f"Write {request.num_questions} questions about this topic",
     min_tokens=lambda request: QUIZ_TOKENS_PER_QUESTION * request.num_questions + 16,
     temperature=0.4,

@@ -75,8 +75,11 @@ def _user_text(data: ChatRequest) -> str:
     raise APIError(422, "input_required", "the chat has no user message to answer", "messages")
 
 
-async def _body(core: Services, stream_id: str, owner: str, held: ResumeQuery | None) -> AsyncIterator[bytes]:
-    encoder = UIMessageEncoder(stream_id, held.text_chars if held else 0, held.questions if held else 0)
+async def _body(
+    core: Services, block_type: str, stream_id: str, owner: str, held: ResumeQuery | None
+) -> AsyncIterator[bytes]:
+    folds = core.blocks[block_type].event_folds
+    encoder = UIMessageEncoder(stream_id, folds, held.text_chars if held else 0, held.questions if held else 0)
     async for batch in core.streams.follow(stream_id, None, owner, snapshot_first=held is not None):
         if not batch:
             yield HEARTBEAT
@@ -85,8 +88,8 @@ async def _body(core: Services, stream_id: str, owner: str, held: ResumeQuery | 
     yield DONE
 
 
-def _response(core: Services, stream_id: str, owner: str, held: ResumeQuery | None) -> Response:
-    response = Response(_body(core, stream_id, owner, held), headers=HEADERS)
+def _response(core: Services, block_type: str, stream_id: str, owner: str, held: ResumeQuery | None) -> Response:
+    response = Response(_body(core, block_type, stream_id, owner, held), headers=HEADERS)
     settings = core.settings
     response.timeout = settings.STREAM_DEADLINE_S + settings.STREAM_RETENTION_S + 60
     return response
@@ -104,7 +107,7 @@ async def chat(block_type: str, data: ChatRequest) -> Response:
     request = core.engine.prepare(block_type, _user_text(data), options.max_tokens, options.num_questions)
     info = await core.streams.start(request, owner, client_address())
     await core.streams.log.set_alias(owner, data.id, info.stream_id)  # the resume route's key, on any instance
-    return _response(core, info.stream_id, owner, None)
+    return _response(core, block_type, info.stream_id, owner, None)
 
 
 @bp.post("/<block_type>/completion")
@@ -119,7 +122,7 @@ async def completion(block_type: str, data: CompletionRequest) -> Response:
     options = data.options
     request = core.engine.prepare(block_type, data.prompt, options.max_tokens, options.num_questions)
     info = await core.streams.start(request, owner, client_address())
-    return _response(core, info.stream_id, owner, None)
+    return _response(core, block_type, info.stream_id, owner, None)
 
 
 @bp.get("/<block_type>/chat/<chat_id>/stream")
@@ -134,4 +137,4 @@ async def resume(block_type: str, chat_id: str, query_args: ResumeQuery) -> Resp
     info = await core.streams.log.info(stream_id) if stream_id else None
     if stream_id is None or info is None or info.owner != owner or info.status != "running":
         return Response(b"", status=204)
-    return _response(core, stream_id, owner, query_args)
+    return _response(core, info.block_type, stream_id, owner, query_args)

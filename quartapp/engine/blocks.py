@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from ..providers.base import GenerationRequest, Message
+from ..streams.events import BLOCK_FOLDS, CORE_FOLDS, Fold
 
 Event = tuple[str, dict[str, object]]
 
@@ -92,6 +93,11 @@ class BlockRequest:
     def block_type(self) -> str:
         return self.block.name
 
+    @property
+    def folds(self) -> dict[str, Fold]:
+        """Every event's fold for this block's streams: the core ones and the block's own."""
+        return self.block.event_folds
+
 
 class BlockDefinitionError(ValueError):
     """A block that cannot be registered (raised by ``register_block``, never on a request)."""
@@ -123,6 +129,10 @@ class Block:
     result_model: type[BaseModel] | None = None
     #: Payload models of the events the shaper sends besides the core ones, by event type.
     events: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    #: How each of those events folds into the stream's state, which a late reader's snapshot
+    #: carries: ``Fold.TEXT`` (its ``text`` adds to the text) or ``Fold.QUESTION``. An event not
+    #: named here is sent and replayed but changes no state.
+    folds: Mapping[str, Fold] = field(default_factory=dict)
     description: str = ""
     #: How the learner's text is introduced to the model (it is then set between delimiters).
     lead: Callable[[BlockRequest], str] = _text_lead
@@ -153,6 +163,11 @@ class Block:
     #: How a finished turn can be continued, by kind (``simpler``, ``another_question``, ...).
     follow_ups: Mapping[str, FollowUp] = field(default_factory=dict)
 
+    @property
+    def event_folds(self) -> dict[str, Fold]:
+        """Every event's fold in this block's streams: the core events' and the block's own."""
+        return {**CORE_FOLDS, **self.folds}
+
     def validate(self) -> None:
         """Raise :class:`BlockDefinitionError` naming what is wrong with this definition."""
         where = f"block {self.name!r}"
@@ -171,6 +186,16 @@ class Block:
                 raise BlockDefinitionError(f"{where}: {event_type!r} is not allowed as an event type of a block")
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise BlockDefinitionError(f"{where}: the payload of {event_type!r} must be a pydantic model class")
+        for event_type, fold in self.folds.items():
+            payload = self.events.get(event_type)
+            if payload is None or fold not in BLOCK_FOLDS:
+                raise BlockDefinitionError(
+                    f"{where}: folds must map this block's own events to Fold.TEXT or Fold.QUESTION"
+                    f" ({event_type!r}: {fold!r})"
+                )
+            needed = "text" if fold is Fold.TEXT else "question"
+            if needed not in payload.model_fields:
+                raise BlockDefinitionError(f"{where}: {event_type!r} folds as {fold.name} but has no {needed!r} field")
         if self.max_attempts < 1 or (self.max_attempts > 1 and self.retry is None):
             raise BlockDefinitionError(f"{where}: max_attempts > 1 needs a retry function")
         for limit in (self.max_input_chars, self.default_max_tokens):

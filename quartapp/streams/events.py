@@ -37,6 +37,28 @@ class EventType(enum.StrEnum):
 
 TERMINAL = frozenset({EventType.DONE.value, EventType.ERROR.value})
 
+
+class Fold(enum.Enum):
+    """How an event changes its stream's state, the fold a ``snapshot`` carries.
+
+    Every log folds by this, never by event type: the memory log's state, the Redis log's keys
+    (the writer stores what the fold computes) and the manager's first-token clock. A block
+    declares the fold of each of its own events (``Block.folds``); an event it does not name
+    changes nothing (a late reader's snapshot does not carry it)."""
+
+    NOTHING = "nothing"
+    START = "start"  #: the stream's start event, kept for readers that never saw it
+    TEXT = "text"  #: ``data["text"]`` appends to the text; it holds ``data["tokens"]`` tokens (default 1)
+    QUESTION = "question"  #: ``data["question"]`` appends to the quiz questions
+    END = "end"  #: the terminal event: ``data["status"]`` is how the stream ended
+
+
+#: The core events' folds; a block adds its own events' (``Block.folds``).
+CORE_FOLDS: dict[str, Fold] = {EventType.START.value: Fold.START, EventType.TOKEN.value: Fold.TEXT}
+CORE_FOLDS |= dict.fromkeys(TERMINAL, Fold.END)
+#: The folds a block may give its own events (the others belong to core events).
+BLOCK_FOLDS = frozenset({Fold.TEXT, Fold.QUESTION})
+
 #: An event type starting with this is a **private record**: the stream manager keeps it in the
 #: log (``put_private``, by type and ``index``) and never sends it to a reader.
 PRIVATE_PREFIX = "_"

@@ -24,7 +24,12 @@ from typing import Any, Protocol
 
 from ..eager import Resumed, run_until_suspended
 from ..errors import APIError
-from .events import TERMINAL, Entry, parse_event_id
+from .events import CORE_FOLDS, TERMINAL, Entry, Fold, parse_event_id
+
+
+def text_step(data: dict[str, Any]) -> tuple[str, int]:
+    """What a ``Fold.TEXT`` event adds: its text, and the model tokens it holds (1 unless it says)."""
+    return data["text"], data.get("tokens", 1)
 
 
 @dataclass(slots=True)
@@ -38,18 +43,17 @@ class StreamState:
     status: str = "running"
     end: dict[str, Any] | None = None
 
-    def apply(self, event_type: str, data: dict[str, Any]) -> None:
-        if event_type == "token":
-            self.parts.append(data["text"])
-            self.output_tokens += data["tokens"]
-        elif event_type == "diagram.partial":
-            self.parts.append(data["text"])
-            self.output_tokens += 1
-        elif event_type == "quiz.question":
+    def apply(self, fold: Fold, data: dict[str, Any]) -> None:
+        """Fold one event in: the one fold every log keeps (the Redis writer stores its steps)."""
+        if fold is Fold.TEXT:
+            text, tokens = text_step(data)
+            self.parts.append(text)
+            self.output_tokens += tokens
+        elif fold is Fold.QUESTION:
             self.questions.append(data["question"])
-        elif event_type == "start":
+        elif fold is Fold.START:
             self.start = data
-        elif event_type in TERMINAL:
+        elif fold is Fold.END:
             self.status = data["status"]
             self.end = data
 
@@ -150,7 +154,10 @@ class StreamLog(Protocol):
 
     async def create(self, stream_id: str, owner: str, block_type: str) -> StreamInfo: ...
 
-    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry: ...
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any], fold: Fold | None = None) -> Entry:
+        """Add an event and fold it into the stream's state by ``fold`` (None: a core event's own,
+        :data:`CORE_FOLDS`; a block's events come with the block's ``folds``)."""
+        ...
 
     async def read(self, stream_id: str, after_seq: int, limit: int) -> list[Entry]: ...
 
@@ -271,14 +278,14 @@ class MemoryStreamLog:
         assert info is not None
         return info
 
-    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry:
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any], fold: Fold | None = None) -> Entry:
         stream = self._streams.get(stream_id)
         if stream is None:  # expired, or the log closed under a producer that is still ending
             raise Fenced(f"stream {stream_id} is no longer in the log")
         if event_type == "token" and stream.entries:
             last = stream.entries[-1]
             if last.seq > stream.taken_seq and last.type == "token" and last.absorb(data, self._coalesce):
-                stream.state.apply(event_type, data)
+                stream.state.apply(Fold.TEXT, data)
                 stream.active_at = time.monotonic()
                 return last  # its readers were woken when it was appended
         stream.last_seq += 1
@@ -287,7 +294,7 @@ class MemoryStreamLog:
         entries.append(entry)
         if len(entries) > self._history and type(entries) is list:
             stream.entries = deque(entries, maxlen=self._history)  # the oldest falls out
-        stream.state.apply(event_type, data)
+        stream.state.apply(CORE_FOLDS.get(event_type, Fold.NOTHING) if fold is None else fold, data)
         stream.active_at = now = time.monotonic()
         if event_type in TERMINAL:
             stream.info_fields["ended_at"] = time.time()

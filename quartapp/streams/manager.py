@@ -42,7 +42,7 @@ from ..errors import APIError
 from ..limits import Lease, Limits
 from ..metrics import Metrics
 from ..providers.base import Usage
-from .events import PRIVATE_PREFIX, TERMINAL, Entry, parse_event_id
+from .events import PRIVATE_PREFIX, TERMINAL, Entry, Fold, parse_event_id
 from .log import Deliver, Fenced, LogUnavailable, Parked, StreamInfo, StreamLog
 from .sharing import ALIAS_OWNER, GENERATION_OWNER, Found, MirrorRun, generation_key
 from .threads import earlier_turns
@@ -241,6 +241,7 @@ class StreamManager:
         metrics.started.labels(run.request.block_type).inc()
         started = last_token = time.perf_counter()
         first = True
+        folds, nothing, text = run.request.folds, Fold.NOTHING, Fold.TEXT
         try:
             async with asyncio.timeout(self.settings.STREAM_DEADLINE_S):
                 async with contextlib.aclosing(run.events()) as events:
@@ -252,11 +253,12 @@ class StreamManager:
                             )
                             continue
                         before = time.perf_counter()
-                        await self.log.append(stream_id, event_type, data)
+                        fold = folds.get(event_type, nothing)
+                        await self.log.append(stream_id, event_type, data, fold)
                         if not appended & LOG_LATENCY_SAMPLE_MASK:  # a histogram observe is ~2 us: sample it
                             metrics.log_latency.observe(time.perf_counter() - before)
                         appended += 1
-                        if event_type == "token" or event_type == "diagram.partial":
+                        if fold is text:
                             if first:
                                 metrics.ttft.observe(before - started)
                                 first = False

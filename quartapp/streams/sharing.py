@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ..engine import BlockRequest
 from ..providers.base import ProviderInfo, Usage
-from .events import TERMINAL, Entry
+from .events import TERMINAL, Entry, Fold
 from .log import StreamState
 
 #: The owner of a generation's own stream; no client owns it, so no client can read it directly.
@@ -77,12 +77,12 @@ class MirrorRun:
         self._usage: dict[str, int] | None = None
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        state = self._state
+        state, folds = self._state, self.request.folds
         async with contextlib.aclosing(self._source) as source:  # a stopped mirror stops reading at once
             async for batch in source:
                 for entry in batch:
                     for event_type, data in self._translate(entry):
-                        state.apply(event_type, data)
+                        state.apply(folds.get(event_type, Fold.NOTHING), data)
                         if event_type in TERMINAL:
                             usage = data.get("usage")
                             self._usage = dict(usage) if isinstance(usage, dict) else None
@@ -101,8 +101,10 @@ class MirrorRun:
                 events.extend(self._translate(Entry(entry.stream_id, entry.epoch, entry.seq, "start", data["start"])))
             if data.get("text"):
                 events.append(("token", {"text": data["text"], "tokens": max(1, int(data["output_tokens"]))}))
-            for index, question in enumerate(data.get("questions") or ()):
-                events.append(("quiz.question", {"index": index, "question": question}))
+            questions = data.get("questions")
+            if questions:  # as the block's own question event (the quiz's ``quiz.question``)
+                event_type = next(name for name, fold in self.request.folds.items() if fold is Fold.QUESTION)
+                events.extend((event_type, {"index": index, "question": q}) for index, q in enumerate(questions))
             return events
         if entry.type == "reset":
             return []  # followed by the snapshot that replaces the state

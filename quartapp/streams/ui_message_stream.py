@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from .events import BlockResult, EndStatus, Entry, QueuedData, QuizItem, ShutdownData, Usage
+from .events import BlockResult, EndStatus, Entry, Fold, QueuedData, QuizItem, ShutdownData, Usage
 from .sse import SSE_HEADERS
 
 HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
@@ -40,9 +40,12 @@ def part(chunk: dict[str, Any]) -> bytes:
 class UIMessageEncoder:
     """Translate one stream's entries, in order, for one response."""
 
-    def __init__(self, stream_id: str, held_chars: int = 0, held_questions: int = 0) -> None:
-        """``held_*``: what a resuming client already has of the message; a snapshot skips it."""
+    def __init__(self, stream_id: str, folds: dict[str, Fold], held_chars: int = 0, held_questions: int = 0) -> None:
+        """``folds``: the block's (``Block.event_folds``): an event that adds text is a text delta,
+        one that adds a question a question part. ``held_*``: what a resuming client already has of
+        the message; a snapshot skips it."""
         self.stream_id = stream_id
+        self.folds = folds
         self.held_chars, self.held_questions = held_chars, held_questions
         self.text_id = f"text-{stream_id}"
         self.started = False
@@ -50,11 +53,12 @@ class UIMessageEncoder:
 
     def encode(self, entry: Entry) -> bytes:
         kind, data = entry.type, entry.decoded()
-        if kind == "token" or kind == "diagram.partial":
+        fold = self.folds.get(kind)
+        if fold is Fold.TEXT:
             return self._text(str(data["text"]))
         if kind == "start":
             return self._start(data)
-        if kind == "quiz.question":
+        if fold is Fold.QUESTION:
             return self._question(data["index"], data["question"])
         if kind == "snapshot":
             return self._snapshot(data)

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from quartapp.blocks import builtin_registry
 from quartapp.config import load_settings
-from quartapp.streams.events import Entry
+from quartapp.streams.events import Entry, Fold
 from quartapp.streams.log import Fenced, MemoryStreamLog, StreamLog
 from tests.helpers import assert_valid_event
 from tests.redis_server import RedisServer
@@ -185,7 +186,7 @@ async def test_snapshot_folds_the_stream(make_log: MakeLog) -> None:
     await log.append("s1", "start", START)
     await log.append("s1", "token", token('{"q', 2))
     question = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer_index": 1, "explanation": "b."}
-    await log.append("s1", "quiz.question", {"index": 0, "question": question})
+    await log.append("s1", "quiz.question", {"index": 0, "question": question}, Fold.QUESTION)
     await log.append("s1", "token", token('"}', 1))
     state, through = await log.snapshot("s1")
     assert through == 4
@@ -424,8 +425,9 @@ async def test_every_log_folds_a_stream_as_the_shared_table_says(make_log: MakeL
     log = await make_log()
     stream_id = "fold-" + secrets.token_hex(4)
     await log.create(stream_id, "owner", case["events"][0]["data"]["block_type"])
+    folds = builtin_registry()[case["events"][0]["data"]["block_type"]].event_folds  # as the manager passes them
     for event in case["events"]:
-        await log.append(stream_id, event["type"], event["data"])
+        await log.append(stream_id, event["type"], event["data"], folds.get(event["type"], Fold.NOTHING))
     state, _ = await log.snapshot(stream_id)
     info = await log.info(stream_id)
     assert info is not None

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from quartapp.config import load_settings
+from quartapp.streams.events import Fold
 from quartapp.streams.log import Fenced, LogUnavailable
 from quartapp.streams.redis import APPEND_RETRY_S, RedisStreamLog
 from quartapp.streams.redis.scripts import AppendCall
@@ -77,8 +78,8 @@ async def test_append_read_snapshot_info(make_log: MakeLog) -> None:
     )
     await a.append("s1", "token", {"text": "Hel", "tokens": 2})
     question = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer_index": 1, "explanation": "e"}
-    await a.append("s1", "quiz.question", {"index": 0, "question": question})
-    await a.append("s1", "diagram.partial", {"text": "lo"})
+    await a.append("s1", "quiz.question", {"index": 0, "question": question}, Fold.QUESTION)
+    await a.append("s1", "diagram.partial", {"text": "lo"}, Fold.TEXT)
 
     b = make_log()  # another instance sees the same stream
     entries = await b.read("s1", 0, 100)
@@ -174,7 +175,7 @@ async def test_retention_after_the_end(make_log: MakeLog, redis_server: RedisSer
     a = make_log(STREAM_RETENTION_S=1.0)
     info = await a.create("s1", "", "quiz")
     await a.append("s1", "token", _token("x"))
-    await a.append("s1", "quiz.question", {"index": 0, "question": {"q": 1}})
+    await a.append("s1", "quiz.question", {"index": 0, "question": {"q": 1}}, Fold.QUESTION)
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
         keys = sorted(k.decode() for k in await raw.keys(a._shared.prefix + "*") if b"fence" not in k)
@@ -220,6 +221,7 @@ async def test_append_retry_is_idempotent(make_log: MakeLog) -> None:
         token=a._writer._produced["s1"],
         append_id="append-1",
         event_type="token",
+        fold=Fold.TEXT,
         payload=b'{"text":"x","tokens":1}',
         maxlen=100,
         lease_ms=3000,

@@ -14,6 +14,8 @@ from typing import Any, Literal, NamedTuple
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from ..events import Fold
+
 #: ``AppendCall.mode``: the stream's producer appends, fenced by its lease token.
 PRODUCE: Literal["p"] = "p"
 #: ``AppendCall.mode``: a reader ends a stream whose producer died (no lease, still at ``expected_seq``).
@@ -126,6 +128,7 @@ class AppendCall:
     expected_seq: int = 0  # TAKEOVER: the last_seq the stream must still be at
     append_id: str  # the script remembers the last one: a retried append is not added twice
     event_type: str
+    fold: Fold  # what the event adds to the state (the fields below are its steps)
     payload: bytes  # the event's JSON
     maxlen: int  # XADD MAXLEN ~
     lease_ms: int

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ...config import Settings
-from ..events import Entry
+from ..events import Entry, Fold
 from ..log import StopHandler, StreamInfo
 from .connection import connect
 from .control import Control
@@ -43,8 +43,8 @@ class RedisStreamLog:
         await self._control.wait_listening()  # the first stream: a stop request must not arrive before we listen
         return info
 
-    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry:
-        entry = await self._writer.append(stream_id, event_type, data)
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any], fold: Fold | None = None) -> Entry:
+        entry = await self._writer.append(stream_id, event_type, data, fold)
         self._tail.offer(entry)  # local readers need not wait for the poller
         return entry
 

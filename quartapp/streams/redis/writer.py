@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
-from ..events import TERMINAL, Entry
-from ..log import Fenced, LogUnavailable, StreamInfo, StreamState
+from ..events import CORE_FOLDS, Entry, Fold
+from ..log import Fenced, LogUnavailable, StreamInfo, StreamState, text_step
 from .scripts import PRODUCE, TAKEOVER, AppendCall, CreateCall, RebaseCall, RenewCall
 from .shared import TRANSIENT, Shared, unavailable
 
@@ -78,18 +78,20 @@ class Writer:
         self._produced[stream_id] = token.decode()
         return StreamInfo(stream_id, epoch, owner, block_type, created_at, 1, 0, "running", None)
 
-    async def append(self, stream_id: str, event_type: str, data: dict[str, Any]) -> Entry:
+    async def append(self, stream_id: str, event_type: str, data: dict[str, Any], fold: Fold | None = None) -> Entry:
+        """Append the event and, in the same script, what it adds to the stream's state: the
+        steps of :meth:`StreamState.apply` (text, tokens, a question, the start, the end)."""
+        if fold is None:
+            fold = CORE_FOLDS.get(event_type, Fold.NOTHING)
         payload = to_json(data)
         text, tokens, question, start, status, ended_at = "", 0, b"", b"", "", ""
-        if event_type == "token":
-            text, tokens = data["text"], data["tokens"]
-        elif event_type == "diagram.partial":
-            text, tokens = data["text"], 1
-        elif event_type == "quiz.question":
+        if fold is Fold.TEXT:
+            text, tokens = text_step(data)
+        elif fold is Fold.QUESTION:
             question = to_json(data["question"])
-        elif event_type == "start":
+        elif fold is Fold.START:
             start = payload
-        elif event_type in TERMINAL:
+        elif fold is Fold.END:
             status, ended_at = data["status"], repr(time.time())
         self._start()
         shared = self._shared
@@ -100,6 +102,7 @@ class Writer:
             token=self._produced.get(stream_id) or f"{shared.instance}:0",
             append_id=secrets.token_hex(8),
             event_type=event_type,
+            fold=fold,
             payload=payload,
             maxlen=shared.history,
             lease_ms=shared.lease_ms,
@@ -126,6 +129,7 @@ class Writer:
             expected_seq=last_seq,
             append_id=secrets.token_hex(8),
             event_type="error",
+            fold=Fold.END,
             payload=to_json(data),
             maxlen=shared.history,
             lease_ms=shared.lease_ms,
@@ -173,7 +177,7 @@ class Writer:
         if call.mode == PRODUCE and not call.end_status:
             self._produced[stream_id] = call.token
             self._acked[stream_id] = seq
-            self._states.setdefault(stream_id, StreamState()).apply(call.event_type, data)
+            self._states.setdefault(stream_id, StreamState()).apply(call.fold, data)
         elif call.end_status:
             self._forget(stream_id)
         return entry
