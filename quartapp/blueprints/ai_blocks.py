@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_response
 
+from quartapp.blueprints.validation import validate_querystring, validate_request
 from quartapp.engine import RunFailed
 from quartapp.errors import APIError, ErrorBody
 from quartapp.schemas import BlockBody, BlockResponse, OneShotQuery

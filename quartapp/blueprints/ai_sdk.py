@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
-from quart_schema import validate_querystring, validate_request
 
+from quartapp.blueprints.validation import validate_querystring, validate_request
 from quartapp.errors import APIError
 from quartapp.schemas import BlockOptions
 from quartapp.security import starts_generation

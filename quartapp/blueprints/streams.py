@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from quart import Blueprint, url_for
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_response
 
+from quartapp.blueprints.validation import validate_querystring, validate_request
 from quartapp.engine import BlockRequest
 from quartapp.engine.blocks import Turn
 from quartapp.errors import APIError, ErrorBody
