@@ -197,3 +197,25 @@ async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
     assert not blocked.done()
     assert [(await queue.get())["n"] for _ in range(3)] == [1, 2, 3]
     assert blocked.done()
+
+
+def test_the_date_header_is_the_one_wsgiref_formats_and_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fix 9: the Date header is the same string Hypercorn made, kept for the second it names."""
+    from wsgiref.handlers import format_date_time
+
+    import hypercorn.config
+
+    hypercorn_fixes.install(hypercorn.config.Config(), 5.0)
+    assert isinstance(hypercorn.config.format_date_time, hypercorn_fixes._DateOfSecond)  # type: ignore[attr-defined]
+    date = hypercorn_fixes._DateOfSecond()
+    monkeypatch.setattr(hypercorn.config, "format_date_time", date)
+    now = [1_800_000_000.25]
+    monkeypatch.setattr(hypercorn.config, "time", lambda: now[0])
+    config = hypercorn.config.Config()
+    first = dict(config.response_headers("h11"))[b"date"]
+    assert first == format_date_time(now[0]).encode()
+    now[0] += 0.5
+    assert dict(config.response_headers("h11"))[b"date"] == first
+    now[0] += 1
+    assert dict(config.response_headers("h11"))[b"date"] == format_date_time(now[0]).encode() != first
+    assert date() == format_date_time(None)  # with no time: now, as wsgiref's
