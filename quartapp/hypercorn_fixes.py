@@ -50,11 +50,13 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    headers are set on the validated list without the second and third pass: the same bytes
    (``tests/test_hypercorn_fixes.py`` compares them with h11's own over every framing case).
    h11 0.16.0 only.
-8. **A request's message queue is lighter.** Every held stream keeps its request's ASGI
-   message queue (empty, awaited for the disconnect): Hypercorn's ``spawn_app`` is used with
-   the queue in a list instead of a 760-byte deque, and the two callables it hands every app
-   call (for WSGI apps) made once per loop instead of per request: about 1.1 KB less per
-   held stream (``python -m bench.held_memory``).
+8. **A held connection is lighter.** Every held stream keeps its request's ASGI message queue
+   (empty, awaited for the disconnect), its connection's ``can_read`` event and its socket's
+   drain waiters, each of them an empty 760-byte deque in asyncio (the queue has three, and an
+   Event). Here Hypercorn's ``spawn_app`` makes a list-based queue (:class:`_AppQueue`), its
+   worker context list-based events (:class:`_Event`), the connection swaps the drain deque for
+   a list, and the two callables ``spawn_app`` hands every app call (for WSGI apps) are made once
+   per loop instead of per request (``python -m bench.held_memory``).
 9. **The Date header is formatted once a second.** Every response head carries ``date``, which
    Hypercorn formats anew (``wsgiref``'s ``format_date_time``: about 1% of a stream's start);
    here the string is kept for the second it names.
@@ -66,6 +68,7 @@ not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import weakref
@@ -78,6 +81,7 @@ import h11
 import h11._connection
 import hypercorn.asyncio.run as hypercorn_run
 import hypercorn.asyncio.task_group as hypercorn_task_group
+import hypercorn.asyncio.worker_context as hypercorn_worker_context
 import hypercorn.config as hypercorn_config
 from h11._headers import Headers, normalize_and_validate
 from h11._writers import ChunkedWriter
@@ -95,6 +99,14 @@ LINGER_S = 2.0
 
 
 class StreamingTCPServer(TCPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # asyncio's stream protocol keeps its drain waiters in a 760-byte deque; one writer
+        # (this connection's) drains it, so a list does (fix 8: a held connection is lighter).
+        protocol = self.writer.transport.get_protocol()
+        if type(getattr(protocol, "_drain_waiters", None)) is collections.deque:
+            protocol._drain_waiters = []  # type: ignore[attr-defined]
+
     def _write_timeout(self) -> float:
         return float(getattr(self.config, "write_timeout", DEFAULT_WRITE_TIMEOUT_S))
 
@@ -221,20 +233,91 @@ def _set_comma_header_validated(headers: Headers, name: bytes, new_values: list[
     return normalize_and_validate(kept, _parsed=True)
 
 
-class _AppQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """Hypercorn's queue of a request's ASGI messages, kept in a list instead of a deque (the
-    hooks ``LifoQueue`` overrides the same way): an empty deque is a 760-byte block, and every
-    held stream keeps its queue, empty, while it waits for the disconnect. At most
-    ``max_app_queue_size`` (10) items: ``pop(0)`` moves as many pointers at most."""
+class _AppQueue:
+    """Hypercorn's queue of a request's ASGI messages (``spawn_app``): ``put`` and ``get``, first
+    in first out, and a full queue makes ``put`` wait (Hypercorn's back-pressure on a request
+    body). Every held stream keeps its queue, empty, awaited for the disconnect, and
+    ``asyncio.Queue`` holds three deques (its items, its getters, its putters) and an Event (for
+    ``join``, which Hypercorn never calls): an empty deque is a 760-byte block. Here they are
+    lists, at most ``max_app_queue_size`` (10) long."""
 
-    def _init(self, maxsize: int) -> None:
-        self._queue: list[Any] = []  # type: ignore[assignment]
+    __slots__ = ("_getters", "_items", "_maxsize", "_putters")
 
-    def _put(self, item: Any) -> None:
-        self._queue.append(item)
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._items: list[Any] = []
+        self._getters: list[asyncio.Future[None]] = []
+        self._putters: list[asyncio.Future[None]] = []
 
-    def _get(self) -> Any:
-        return self._queue.pop(0)
+    async def put(self, item: Any) -> None:
+        while 0 < self._maxsize <= len(self._items):
+            await _wait_turn(self._putters)
+        self._items.append(item)
+        _wake_first(self._getters)
+
+    async def get(self) -> Any:
+        while not self._items:
+            await _wait_turn(self._getters)
+        item = self._items.pop(0)
+        _wake_first(self._putters)
+        return item
+
+
+async def _wait_turn(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait among ``waiters`` to be woken; a waiter cancelled after it was woken passes its turn on."""
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    except BaseException:
+        if waiter in waiters:
+            waiters.remove(waiter)
+        elif waiter.done() and not waiter.cancelled():
+            _wake_first(waiters)  # woken, but not going to take its turn
+        raise
+
+
+def _wake_first(waiters: list[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.pop(0)
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+class _Event:
+    """Hypercorn's ``EventWrapper`` (``WorkerContext.event_class``: every HTTP/1 connection's
+    ``can_read``, every HTTP/2 stream's two buffer events) with its waiters in a list: the
+    ``asyncio.Event`` it wraps holds a 760-byte deque, for an event one task waits on."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> None:
+        if self._value:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+    async def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._value
 
 
 class _LoopCalls:
@@ -291,6 +374,7 @@ def install(config: Any, write_timeout_s: float) -> None:
     WSStream.handle = _ws_stream_handle_with_disconnect  # type: ignore[method-assign]
     H11Protocol.stream_send = _h11_stream_send_framing_chunks  # type: ignore[method-assign]
     hypercorn_task_group.TaskGroup.spawn_app = _spawn_app_list_queue  # type: ignore[method-assign]
+    hypercorn_worker_context.WorkerContext.event_class = _Event
     if not isinstance(getattr(hypercorn_config, "format_date_time", None), _DateOfSecond):
         hypercorn_config.format_date_time = _DateOfSecond()  # type: ignore[attr-defined]
     if version("h11") == H11_VERSION:  # fix 7: only h11's response clean-up calls it

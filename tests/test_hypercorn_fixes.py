@@ -14,6 +14,7 @@ import h11
 import h11._connection
 import pytest
 from h11._headers import set_comma_header as h11_set_comma_header
+from hypercorn.config import Config
 from hypercorn.protocol.h11 import H11Protocol
 
 from quartapp import hypercorn_fixes
@@ -219,3 +220,48 @@ def test_the_date_header_is_the_one_wsgiref_formats_and_follows_the_clock(monkey
     now[0] += 1
     assert dict(config.response_headers("h11"))[b"date"] == format_date_time(now[0]).encode() != first
     assert date() == format_date_time(None)  # with no time: now, as wsgiref's
+
+
+async def test_a_getter_woken_then_cancelled_passes_the_message_on() -> None:
+    """Fix 8: the queue's waiters are lists; a getter cancelled after a put woke it does not take
+    the wake-up with it (the next getter gets the message), and a cancelled putter leaves."""
+    queue = hypercorn_fixes._AppQueue(1)
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    await queue.put({"n": 1})  # wakes the first getter
+    first.cancel()
+    assert (await asyncio.wait_for(second, 1))["n"] == 1
+    assert first.cancelled()
+    await queue.put({"n": 2})
+    stuck = asyncio.ensure_future(queue.put({"n": 3}))  # full: waits
+    await asyncio.sleep(0)
+    stuck.cancel()
+    await asyncio.sleep(0)
+    assert queue._putters == [] and (await queue.get())["n"] == 2
+    assert queue._items == []
+
+
+async def test_hypercorns_events_are_list_based_and_behave_as_asyncio_events() -> None:
+    """Fix 8: the worker context's event class: set wakes every waiter, clear re-arms, and a
+    cancelled waiter leaves the list."""
+    from hypercorn.asyncio.worker_context import WorkerContext
+
+    hypercorn_fixes.install(Config(), 5.0)
+    assert WorkerContext.event_class is hypercorn_fixes._Event
+    event = hypercorn_fixes._Event()
+    waiters = [asyncio.ensure_future(event.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    waiters[2].cancel()
+    await asyncio.sleep(0)
+    assert len(event._waiters) == 2 and not event.is_set()
+    await event.set()
+    await asyncio.wait_for(asyncio.gather(*waiters[:2]), 1)
+    assert event.is_set() and event._waiters == []
+    await event.wait()  # set: returns at once
+    await event.clear()
+    late = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    assert not late.done()
+    await event.set()
+    await asyncio.wait_for(late, 1)
