@@ -265,3 +265,63 @@ async def test_hypercorns_events_are_list_based_and_behave_as_asyncio_events() -
     assert not late.done()
     await event.set()
     await asyncio.wait_for(late, 1)
+
+
+class _Transport:
+    def __init__(self, buffered: int, tls: bool) -> None:
+        self.buffered = buffered
+        self.tls = tls
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, name: str) -> object:
+        return object() if name == "ssl_object" and self.tls else None
+
+
+class _Writer:
+    def __init__(self, transport: _Transport, hangs: bool) -> None:
+        self.transport = transport
+        self.hangs = hangs
+        self.aborted = False
+        transport.abort = self._abort  # type: ignore[attr-defined]
+
+    def _abort(self) -> None:
+        self.aborted = True
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        if self.hangs:
+            await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(("buffered", "tls", "bounded"), [(0, False, False), (10, False, True), (0, True, True)])
+async def test_a_closing_connection_waits_unbounded_only_when_nothing_is_left_to_flush(
+    monkeypatch: pytest.MonkeyPatch, buffered: int, tls: bool, bounded: bool
+) -> None:
+    """Fix 9: plain TCP with an empty write buffer is closed in the loop's next step, so its
+    close is awaited without ``wait_for`` (no task, no timer); unflushed bytes or TLS keep fix
+    1's bounded wait, and a close that hangs there is still aborted."""
+    from hypercorn.asyncio.worker_context import AsyncioSingleTask
+
+    waits: list[float] = []
+    real_wait_for = asyncio.wait_for
+
+    async def counting_wait_for(aw: object, timeout: float) -> object:
+        waits.append(timeout)
+        return await real_wait_for(aw, timeout)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "wait_for", counting_wait_for)
+    server = object.__new__(hypercorn_fixes.StreamingTCPServer)
+    server.config = type("Config", (), {"write_timeout": 0.05})()  # type: ignore[assignment]
+    server.writer = _Writer(_Transport(buffered, tls), hangs=bounded)  # type: ignore[assignment]
+    server.idle_task = AsyncioSingleTask()
+    async with asyncio.timeout(5):
+        await server._close()
+    assert waits == ([0.05] if bounded else [])
+    assert server.writer.aborted is bounded  # type: ignore[attr-defined]
