@@ -1,4 +1,4 @@
-"""Nine changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
+"""Ten changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -68,7 +68,17 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    WebSocket and every closed HTTP connection paid it, twice (``_close`` runs when the protocol
    closes and again when the connection's task ends). A change for speed.
 
-DO NOT remove without re-running tests/faults: fixes 1-4 are Hypercorn behaviour,
+10. **An app that has ended cannot hold its connection.** Hypercorn hands a WebSocket's frames
+   to the app through a queue of ``max_app_queue_size`` (10) messages and waits for room when
+   it is full; once the app has ended, nobody makes room. A client that keeps sending after the
+   app closed the socket (a flood closed 1008 that goes on flooding) then stopped the
+   connection's read loop for good (waiting for room), and the app's own end (``send(None)``,
+   whose disconnect goes through the same full queue) waited behind it: the socket was never
+   closed, its tasks and descriptor held until shutdown (found with
+   tests/security/test_limits.py's flood, made longer). Here the queue is closed when the app
+   ends, before ``send(None)``: what it holds and whatever comes later is dropped.
+
+DO NOT remove without re-running tests/faults: fixes 1-4 and 10 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
 """
 
@@ -258,21 +268,41 @@ class _AppQueue:
     body). Every held stream keeps its queue, empty, awaited for the disconnect, and
     ``asyncio.Queue`` holds three deques (its items, its getters, its putters) and an Event (for
     ``join``, which Hypercorn never calls): an empty deque is a 760-byte block. Here they are
-    lists, at most ``max_app_queue_size`` (10) long."""
+    lists, at most ``max_app_queue_size`` (10) long. Once the app has ended the queue is
+    closed (fix 10): nothing is kept and no sender waits."""
 
-    __slots__ = ("_getters", "_items", "_maxsize", "_putters")
+    __slots__ = ("_getters", "_items", "_maxsize", "_putters", "closed")
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
         self._items: list[Any] = []
         self._getters: list[asyncio.Future[None]] = []
         self._putters: list[asyncio.Future[None]] = []
+        self.closed = False
 
     async def put(self, item: Any) -> None:
-        while 0 < self._maxsize <= len(self._items):
+        while self.full():
             await _wait_turn(self._putters)
+        if self.closed:  # an ended app's messages are dropped (fix 10)
+            return
         self._items.append(item)
         _wake_first(self._getters)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return not self.closed and 0 < self._maxsize <= len(self._items)
+
+    def close(self) -> None:
+        """The app has ended and reads no more (fix 10): what it was sent and whatever comes
+        later is dropped, and a sender waiting for room is let go instead of waiting forever."""
+        self.closed = True
+        self._items.clear()
+        putters, self._putters = self._putters, []
+        for putter in putters:
+            if not putter.done():
+                putter.set_result(None)
 
     async def get(self) -> Any:
         while not self._items:
@@ -356,14 +386,30 @@ class _LoopCalls:
 _loop_calls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCalls] = weakref.WeakKeyDictionary()
 
 
+async def _handle(
+    app: Any, config: Any, scope: Any, queue: _AppQueue, send: Any, sync_spawn: Any, call_soon: Any
+) -> None:
+    """Hypercorn 0.18's ``_handle`` (run the app, log its failure, tell the protocol it ended
+    with ``send(None)``), with the app's message queue closed before that ``send(None)`` (fix 10)."""
+    try:
+        await app(scope, queue.get, send, sync_spawn, call_soon)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        await config.log.exception("Error in ASGI Framework")
+    finally:
+        queue.close()
+        await send(None)
+
+
 async def _spawn_app_list_queue(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
     """Hypercorn 0.18's ``TaskGroup.spawn_app``, with an :class:`_AppQueue` and the loop's
-    :class:`_LoopCalls` (fix 8)."""
+    :class:`_LoopCalls` (fix 8), and :func:`_handle` (fix 10)."""
     app_queue = _AppQueue(config.max_app_queue_size)
     calls = _loop_calls.get(self._loop)
     if calls is None:
         calls = _loop_calls[self._loop] = _LoopCalls(self._loop)
-    self.spawn(hypercorn_task_group._handle, app, config, scope, app_queue.get, send, calls.sync_spawn, calls.call_soon)
+    self.spawn(_handle, app, config, scope, app_queue, send, calls.sync_spawn, calls.call_soon)
     return app_queue.put
 
 

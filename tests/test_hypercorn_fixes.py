@@ -3,7 +3,7 @@ a response head validated once.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
-Fixes 1-4 are tested where they were found: tests/faults and tests/security.
+Fixes 1-4 are tested where they were found: tests/faults and tests/security; fix 10 here and there.
 """
 
 from __future__ import annotations
@@ -325,3 +325,21 @@ async def test_a_closing_connection_waits_unbounded_only_when_nothing_is_left_to
         await server._close()
     assert waits == ([0.05] if bounded else [])
     assert server.writer.aborted is bounded  # type: ignore[attr-defined]
+
+
+async def test_a_closed_message_queue_lets_a_waiting_sender_go_and_drops_what_comes() -> None:
+    """Fix 10: once the app has ended its queue is closed: a sender waiting for room (the
+    connection's read loop, behind a client that goes on sending) is let go, and later puts
+    (the disconnect) return at once instead of waiting for a reader that will never come."""
+    queue = hypercorn_fixes._AppQueue(2)
+    await queue.put({"n": 1})
+    await queue.put({"n": 2})
+    blocked = asyncio.ensure_future(queue.put({"n": 3}))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    queue.close()
+    async with asyncio.timeout(1):
+        await blocked
+        for n in range(20):
+            await queue.put({"n": n})
+    assert queue.empty() and not queue.full()

@@ -466,6 +466,26 @@ async def test_a_socket_flood_is_closed_1008_and_a_steady_client_is_not() -> Non
         await server.stop()
 
 
+async def test_a_flood_that_goes_on_after_its_1008_is_still_disconnected() -> None:
+    """A client that keeps sending after the server closed it 1008 fills Hypercorn's message
+    queue for an app that has ended: the connection's read loop then waited for room forever,
+    and the app's end behind it, so the socket was never closed (hypercorn_fixes fix 10)."""
+    server = await start(settings(WS_MAX_MESSAGES_PER_S=5.0))
+    try:
+        async with await WSClient.open(server.ws_url + "/ws/streams") as flood:
+            for _ in range(3000):
+                try:
+                    await flood.send('{"type": "stop", "stream_id": "x"}')
+                except Exception:
+                    break
+            assert await flood.wait_closed(10) == 1008
+        async with await WSClient.open(server.ws_url + "/ws/streams") as steady:  # the server still answers
+            reply = await steady.request({"type": "stop", "stream_id": "none", "request_id": "s"})
+            assert reply["type"] == "rejected"
+    finally:
+        await server.stop()
+
+
 # -- max tokens and the wall clock -----------------------------------------------------------------
 
 
