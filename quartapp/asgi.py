@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from typing import Any, Self
 
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
-from quart.utils import cancel_tasks, raise_task_exceptions
+from quart.utils import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -242,27 +242,44 @@ class HTTPConnection(_PathScoped, ASGIHTTPConnection):
 
 
 class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
-    """Quart's WebSocket connection, except that a cancelled connection cancels its tasks.
+    """Quart's WebSocket connection with one task fewer: the handler runs in the connection's
+    own task, and a cancelled connection ends its receiver.
 
-    Quart runs the handler and the receiver as two tasks and waits (``asyncio.wait``) for the
-    first; when the connection itself is cancelled (Hypercorn's graceful timeout on
-    shutdown, a connection torn down) ``wait`` returns without touching them, and the
-    handler, still awaiting its next message, is later garbage-collected mid-await
-    ("Task was destroyed but it is pending"; its ``finally`` blocks never run).
+    Quart runs the handler and the receiver as two tasks beside the connection's and waits
+    (``asyncio.wait``) for the first to finish. Here only the receiver is a task of its own, as
+    in :class:`HTTPConnection`: when the client's disconnect ends it, it cancels the handler, as
+    Quart's ``wait`` did, and that cancellation is taken back so the connection ends normally;
+    when the handler ends first, the receiver is cancelled. When the connection itself is
+    cancelled (Hypercorn's graceful timeout on shutdown, a connection torn down) the handler is
+    cancelled with it and the receiver after it (with Quart's ``wait`` the handler was left
+    pending and later garbage-collected mid-await: "Task was destroyed but it is pending", its
+    ``finally`` blocks never run).
     """
 
     async def __call__(self, receive: Any, send: Any) -> None:
         if not self.ours(self.scope.get("path", "")):
             await super().__call__(receive, send)
             return
-        asgi_send.set(send)  # this task's context: the handler's and its subscriptions' copies have it
+        asgi_send.set(send)  # this task's context: the handler's subscriptions copy it
         websocket = self._create_websocket_from_scope(send)
+        task = asyncio.current_task()
+        assert task is not None
+        gone = finished = False
+
+        def disconnected(_: object) -> None:
+            nonlocal gone
+            if not finished:  # a callback already scheduled when the handler ended does nothing
+                gone = True
+                task.cancel()
+
         receiver = asyncio.ensure_future(self.handle_messages(receive))
-        handler = asyncio.ensure_future(self.handle_websocket(websocket, send))
+        receiver.add_done_callback(disconnected)
         try:
-            done, pending = await asyncio.wait([handler, receiver], return_when=asyncio.FIRST_COMPLETED)
+            await self.handle_websocket(websocket, send)
         except asyncio.CancelledError:
-            await asyncio.shield(cancel_tasks({handler, receiver}))
-            raise
-        await cancel_tasks(pending)
-        raise_task_exceptions(done)
+            if not gone or task.uncancel() > 0:
+                raise  # not (only) the client leaving: a shutdown, a dropped reader's end
+        finally:
+            finished = True
+            receiver.remove_done_callback(disconnected)
+            await cancel_tasks({receiver})

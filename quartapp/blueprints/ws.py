@@ -97,7 +97,7 @@ class _Socket:
         structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
         try:
             if not await _relay(self.core, stream_id, after, self.owner) and self.handler is not None:
-                self.handler.cancel()  # it waits in receive(): end the connection
+                self.handler.cancel()  # it waits in receive(): end the connection (its task: quartapp.asgi)
         except StreamNotFound:
             await self.reject(None, stream_id, "stream_not_found", "no such stream", "stream_id")
         finally:
