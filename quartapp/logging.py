@@ -230,6 +230,8 @@ def install_request_logging(target: Quart | Blueprint) -> None:
 
     @target.before_websocket
     async def _bind_websocket() -> None:
+        if g.get("request_id") is not None:  # bound by the app-wide hook already (as for requests)
+            return
         request_id = _request_id(websocket.headers.get("X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id, ws=True)
         g.request_id = request_id

@@ -144,3 +144,35 @@ async def test_a_held_stream_keeps_nothing_of_its_request_on_a_real_server() -> 
     finally:
         stop.set()
         await asyncio.wait_for(server, 15)
+
+
+@pytest.mark.parametrize("sent", [None, "req-ws-0123456789"])
+async def test_a_socket_gets_one_request_id_from_the_hooks_installed_twice(
+    monkeypatch: pytest.MonkeyPatch, sent: str | None
+) -> None:
+    """The standalone app installs the request logging app-wide and the extension on its
+    blueprint: a handshake through both is bound once (as a request is), with the client's
+    ``X-Request-ID`` when it sent a valid one, and its producer's log lines carry that id."""
+    from quartapp import logging as app_logging
+
+    made: list[str] = []
+    real = app_logging._request_id
+
+    def counted(header: str | None) -> str:
+        made.append(real(header))
+        return made[-1]
+
+    monkeypatch.setattr(app_logging, "_request_id", counted)
+    provider = _ContextRecordingProvider()
+    app = create_app(load_settings(environ={"AI_PROVIDER": "scripted"}, env_file=None), provider)
+    headers = {"X-Request-ID": sent} if sent else {}
+    async with app.test_app():
+        async with asyncio.timeout(5):
+            async with app.test_client().websocket(
+                "/ws/stream/ai-block/ask_question?input=rain&max_tokens=2", headers=headers
+            ) as ws:
+                while '"done"' not in await ws.receive():
+                    pass
+    assert len(made) == 1
+    assert made[0] == sent or sent is None
+    assert provider.seen[0][1]["request_id"] == made[0]
