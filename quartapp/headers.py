@@ -33,6 +33,7 @@ from __future__ import annotations
 import secrets
 
 from quart import Blueprint, Quart, Response, request
+from werkzeug.datastructures import Headers
 
 from .config import Settings
 
@@ -86,3 +87,12 @@ def install(target: Quart | Blueprint, settings: Settings, policy: str = API_POL
         return response
 
     target.after_request(_browser_headers)
+
+
+def optional_header(headers: Headers, name: str) -> str | None:
+    """``headers.get(name)`` for a header a request usually lacks (``Authorization``, ``Origin``,
+    ``Sec-Fetch-Site``, ``X-Request-ID``): Werkzeug's ``get`` finds a missing header by raising
+    and catching a ``BadRequestKeyError`` (an HTTP exception built each time), about 2 us; this
+    looks the same way (case-insensitive, the first value) without it."""
+    values = headers.getlist(name)
+    return values[0] if values else None

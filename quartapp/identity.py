@@ -39,6 +39,7 @@ from quart import Response, g, has_request_context, has_websocket_context, reque
 
 from .config import Settings
 from .errors import APIError
+from .headers import optional_header
 from .state import services
 
 COOKIE_NAME = "ail_session"
@@ -132,7 +133,7 @@ def current_identity() -> Identity:
     if identity is None:
         connection = websocket if has_websocket_context() else request
         identity = services().identities.resolve(
-            connection.headers.get("Authorization"), connection.cookies.get(COOKIE_NAME)
+            optional_header(connection.headers, "Authorization"), connection.cookies.get(COOKIE_NAME)
         )
         if identity.kind == "session":
             identity = Identity(identity.owner, identity.kind, identity.new_cookie, address_key(connection.remote_addr))

@@ -37,6 +37,7 @@ import structlog
 from quart import Blueprint, Quart, Response, g, request, websocket
 
 from .config import Settings
+from .headers import optional_header
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -191,7 +192,7 @@ def install_request_logging(target: Quart | Blueprint) -> None:
     async def _bind_request() -> None:
         if g.get("request_id") is not None:
             return
-        request_id = _request_id(request.headers.get("X-Request-ID"))
+        request_id = _request_id(optional_header(request.headers, "X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         g.request_id = request_id
         g.started = time.perf_counter()
@@ -203,7 +204,7 @@ def install_request_logging(target: Quart | Blueprint) -> None:
         g.request_logged = True
         request_id = g.get("request_id")
         if request_id is None:  # a before_request hook ahead of ours answered
-            request_id = _request_id(request.headers.get("X-Request-ID"))
+            request_id = _request_id(optional_header(request.headers, "X-Request-ID"))
             structlog.contextvars.bind_contextvars(request_id=request_id)
         response.headers["X-Request-ID"] = request_id
         if response.status_code < 500 and not levels.isEnabledFor(logging.INFO):
@@ -232,6 +233,6 @@ def install_request_logging(target: Quart | Blueprint) -> None:
     async def _bind_websocket() -> None:
         if g.get("request_id") is not None:  # bound by the app-wide hook already (as for requests)
             return
-        request_id = _request_id(websocket.headers.get("X-Request-ID"))
+        request_id = _request_id(optional_header(websocket.headers, "X-Request-ID"))
         structlog.contextvars.bind_contextvars(request_id=request_id, ws=True)
         g.request_id = request_id

@@ -29,6 +29,7 @@ from werkzeug.datastructures import Headers
 
 from .config import Settings, normalize_origin
 from .errors import APIError
+from .headers import optional_header
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ class OriginPolicy:
 
     def refusal(self, headers: Headers, scheme: str, host: str) -> str | None:
         """Why this request must be refused, or None when it may go on."""
-        raw_origin = headers.get("Origin")
+        raw_origin = optional_header(headers, "Origin")
         origin = normalize_origin(raw_origin) if raw_origin is not None else None
         if raw_origin is not None and (origin is None or not self._allowed(origin, scheme, host)):
             return "origin not allowed"
-        site = headers.get("Sec-Fetch-Site")
+        site = optional_header(headers, "Sec-Fetch-Site")
         if site is None:
             return None
         site = site.strip().lower()

@@ -9,6 +9,7 @@ import structlog
 from quart import Response, request
 
 from quartapp.asgi import asgi_send, claim_sends
+from quartapp.headers import optional_header
 from quartapp.state import Services, services
 from quartapp.streams.events import Entry
 from quartapp.streams.log import Deliver, StreamInfo
@@ -20,7 +21,7 @@ _levels = logging.getLogger(__name__)  # asked first: no event built for a line 
 
 def cursor_from_request(after: str | None) -> str | None:
     """``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``."""
-    return request.headers.get("Last-Event-ID") or after or None
+    return optional_header(request.headers, "Last-Event-ID") or after or None
 
 
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:

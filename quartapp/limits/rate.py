@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from quart import Response, g, request
 
+from ..headers import optional_header
 from .base import PREFIX, REDIS_TIMEOUT_S, LimitExceeded
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class StartRate:
 
         if request.method == "OPTIONS" or not marked(request.endpoint, STARTS_GENERATION):
             return
-        if request.method in ("GET", "HEAD") and request.headers.get("Last-Event-ID"):
+        if request.method in ("GET", "HEAD") and optional_header(request.headers, "Last-Event-ID"):
             return  # an EventSource reconnecting: a resume reads, it never starts anything
         await self.hit()
 

@@ -19,10 +19,11 @@ import httpx2
 import pytest
 from quart import Quart
 from websockets.asyncio.client import connect
+from werkzeug.datastructures import Headers
 
 from quartapp import AIBlocks
 from quartapp.app import create_app
-from quartapp.headers import BUILD_NONCE_MARK, DOCS_POLICY
+from quartapp.headers import BUILD_NONCE_MARK, DOCS_POLICY, optional_header
 from quartapp.identity import COOKIE_NAME
 from quartapp.providers.scripted import ScriptedProvider
 from tests.conftest import Server
@@ -345,3 +346,21 @@ async def test_a_host_apps_own_routes_get_none_of_it() -> None:
         assert ours.headers["Content-Security-Policy"] == API_CSP
         assert ours.headers["X-Content-Type-Options"] == "nosniff"
         assert ours.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [],
+        [("Origin", "https://a.example")],
+        [("origin", "https://a.example"), ("ORIGIN", "https://b.example")],  # the first, any case
+        [("Host", "a"), ("Sec-Fetch-Site", " Cross-Site ")],
+        [("X-Request-ID", "")],  # present and empty is not missing
+    ],
+)
+@pytest.mark.parametrize("name", ["Origin", "sec-fetch-site", "X-Request-ID", "Authorization"])
+def test_an_optional_header_reads_as_werkzeugs_get(pairs: list[tuple[str, str]], name: str) -> None:
+    """``quartapp.headers.optional_header`` (no KeyError built for a missing header) gives what
+    ``Headers.get`` gives: case-insensitive, the first value, None when it is missing."""
+    headers = Headers(pairs)
+    assert optional_header(headers, name) == headers.get(name)
