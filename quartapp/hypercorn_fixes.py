@@ -1,4 +1,4 @@
-"""Ten changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
+"""Eleven changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -57,17 +57,12 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    worker context list-based events (:class:`_Event`), the connection swaps the drain deque for
    a list, and the two callables ``spawn_app`` hands every app call (for WSGI apps) are made once
    per loop instead of per request (``python -m bench.held_memory``).
-9. **The Date header is formatted once a second.** Every response head carries ``date``, which
-   Hypercorn formats anew (``wsgiref``'s ``format_date_time``: about 1% of a stream's start);
-   here the string is kept for the second it names.
-
 9. **A connection that has nothing left to write closes without a timer.** The bounded wait of
    fix 1 for a closing connection (``wait_for``: on Python 3.11 a task and a timer) is skipped
    when the transport is plain TCP with an empty write buffer: its ``close()`` has then already
    scheduled ``connection_lost`` for the loop's next step, so there is nothing to bound. Every
    WebSocket and every closed HTTP connection paid it, twice (``_close`` runs when the protocol
    closes and again when the connection's task ends). A change for speed.
-
 10. **An app that has ended cannot hold its connection.** Hypercorn hands a WebSocket's frames
    to the app through a queue of ``max_app_queue_size`` (10) messages and waits for room when
    it is full; once the app has ended, nobody makes room. A client that keeps sending after the
@@ -77,6 +72,9 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    closed, its tasks and descriptor held until shutdown (found with
    tests/security/test_limits.py's flood, made longer). Here the queue is closed when the app
    ends, before ``send(None)``: what it holds and whatever comes later is dropped.
+11. **The Date header is formatted once a second.** Every response head carries ``date``, which
+    Hypercorn formats anew (``wsgiref``'s ``format_date_time``: about 1% of a stream's start);
+    here the string is kept for the second it names.
 
 DO NOT remove without re-running tests/faults: fixes 1-4 and 10 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.

@@ -201,7 +201,7 @@ async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
 
 
 def test_the_date_header_is_the_one_wsgiref_formats_and_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fix 9: the Date header is the same string Hypercorn made, kept for the second it names."""
+    """Fix 11: the Date header is the same string Hypercorn made, kept for the second it names."""
     from wsgiref.handlers import format_date_time
 
     import hypercorn.config

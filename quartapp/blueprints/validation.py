@@ -31,13 +31,19 @@ Handler = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def load(data: Any, model_class: type[M], error: type[Exception]) -> M:
-    """``data`` as ``model_class``, or ``error`` holding pydantic's error (as quart-schema raises it)."""
-    if current_app.config["QUART_SCHEMA_CONVERT_CASING"]:
-        data = camel_to_snake(data)
+    """quart-schema's ``model_load`` for a pydantic model: ``data`` as ``model_class``, or ``error``
+    holding pydantic's error (the socket routes call it for their query and every client message)."""
     try:
         return model_class.model_validate(data)
-    except (ValidationError, TypeError, ValueError) as exc:
-        raise error(exc) from exc
+    except (ValidationError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise error(exc) from None
+
+
+def _request_load(data: Any, model_class: type[M], error: type[Exception]) -> M:
+    """:func:`load`, with the app's ``QUART_SCHEMA_CONVERT_CASING``, as quart-schema's decorators."""
+    if current_app.config["QUART_SCHEMA_CONVERT_CASING"]:
+        data = camel_to_snake(data)
+    return load(data, model_class, error)
 
 
 def _async_handler(func: Callable[..., Any]) -> Handler:
@@ -62,7 +68,9 @@ def validate_querystring(model_class: type[BaseModel]) -> Callable[[Handler], Ha
                     data[key[:-2]] = values
                 else:
                     data[key] = values if len(values) > 1 else values[0]
-            return await handler(*args, query_args=load(data, model_class, QuerystringValidationError), **kwargs)
+            return await handler(
+                *args, query_args=_request_load(data, model_class, QuerystringValidationError), **kwargs
+            )
 
         return wrapper
 
@@ -79,7 +87,7 @@ def validate_request(model_class: type[BaseModel]) -> Callable[[Handler], Handle
         @wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             body = await request.get_json()
-            return await handler(*args, data=load(body, model_class, RequestSchemaValidationError), **kwargs)
+            return await handler(*args, data=_request_load(body, model_class, RequestSchemaValidationError), **kwargs)
 
         return wrapper
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TypeVar
 
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from quart import Blueprint, websocket
 from quart_schema.mixins import SchemaValidationError
 
 from quartapp.asgi import SendWatch, asgi_send
+from quartapp.blueprints.validation import load
 from quartapp.errors import APIError, strict_json_loads, to_api_error
 from quartapp.identity import new_session_headers
 from quartapp.schemas import (
@@ -59,18 +59,6 @@ bp = Blueprint("ws", __name__)
 MAX_SUBSCRIPTIONS = 16
 TRY_AGAIN_LATER = 1013
 CLOSE_FRAME_WAIT_S = 0.05
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _model_load(data: object, model: type[M], exception_class: type[SchemaValidationError]) -> M:
-    """quart-schema's ``model_load`` for a pydantic model, with the model's own validator: it
-    builds a ``TypeAdapter`` of the model on every call (about 6 us of a connection's start,
-    every client message on ``/ws/streams``), which validates exactly as ``model_validate``."""
-    try:
-        return model.model_validate(data)
-    except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        raise exception_class(error) from None
 
 
 class _Socket:
@@ -226,7 +214,7 @@ async def streams_socket() -> None:
                 await sock.reject(None, None, "invalid_json", "the message is not valid JSON")
                 continue
             try:
-                message = _model_load(data, WsClientMessage, SchemaValidationError).root
+                message = load(data, WsClientMessage, SchemaValidationError).root
             except SchemaValidationError as exc:
                 await sock.reject(_request_id(data), None, "validation_error", _first_error(exc.validation_error))
                 continue
@@ -257,7 +245,7 @@ async def one_shot_socket(block_type: str) -> None:
     core.origins.check(websocket.headers, websocket.scheme, websocket.host)
     owner = owner_id()
     try:
-        query = _model_load(dict(websocket.args), OneShotQuery, SchemaValidationError)
+        query = load(dict(websocket.args), OneShotQuery, SchemaValidationError)
     except SchemaValidationError as exc:
         raise APIError(422, "validation_error", _first_error(exc.validation_error)) from None
     await core.limits.check_start_rate()

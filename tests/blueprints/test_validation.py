@@ -6,9 +6,14 @@ from typing import Any
 
 import pydantic
 import pytest
+from pydantic import BaseModel
+from quart_schema.conversion import model_load
+from quart_schema.mixins import SchemaValidationError
 
 from quartapp.app import create_app
-from quartapp.schemas import OneShotQuery, StartStream
+from quartapp.blueprints.validation import load
+from quartapp.blueprints.ws import _first_error
+from quartapp.schemas import OneShotQuery, StartStream, WsClientMessage
 from tests.conftest import TEST_AUTH, SettingsFactory
 
 
@@ -71,3 +76,37 @@ async def test_a_repeated_argument_is_a_list_and_the_document_keeps_the_query(se
         spec = await (await client.get("/openapi.json")).get_json()
     parameters = spec["paths"]["/api/stream/ai-block/{block_type}"]["get"]["parameters"]
     assert {"input", "max_tokens"} <= {p["name"] for p in parameters if p["in"] == "query"}
+
+
+# -- load, as the socket routes use it ---------------------------------------------------------
+
+CASES: list[tuple[type[BaseModel], Any]] = [
+    (WsClientMessage, {"type": "start", "block_type": "ask_question", "input": "x", "request_id": "q"}),
+    (WsClientMessage, {"type": "resume", "stream_id": "s", "after": "1-0", "request_id": "q"}),
+    (WsClientMessage, {"type": "stop", "stream_id": "s"}),
+    (WsClientMessage, {"type": "bogus", "request_id": "q"}),
+    (WsClientMessage, {"request_id": "q"}),
+    (WsClientMessage, [1, 2, 3]),
+    (WsClientMessage, "just a string"),
+    (WsClientMessage, None),
+    (WsClientMessage, {"type": "start", "block_type": 5, "input": "x"}),
+    (WsClientMessage, {"type": "start", "block_type": "ask_question", "input": "x", "role": "system"}),
+    (WsClientMessage, {"type": "resume", "stream_id": "x" * 65}),
+    (OneShotQuery, {"input": "bench", "max_tokens": "1", "interval_ms": "0"}),
+    (OneShotQuery, {"input": "bench", "max_tokens": "0"}),
+    (OneShotQuery, {"input": "bench", "max_tokens": "many"}),
+    (OneShotQuery, {"input": "bench", "unknown": "1"}),
+    (OneShotQuery, {}),
+]
+
+
+@pytest.mark.parametrize(("model", "data"), CASES)
+def test_the_same_model_or_the_same_first_error_as_quart_schema(model: type[BaseModel], data: Any) -> None:
+    try:
+        expected: Any = model_load(data, model, SchemaValidationError)
+    except SchemaValidationError as exc:
+        with pytest.raises(SchemaValidationError) as ours:
+            load(data, model, SchemaValidationError)
+        assert _first_error(ours.value.validation_error) == _first_error(exc.validation_error)
+    else:
+        assert load(data, model, SchemaValidationError) == expected
