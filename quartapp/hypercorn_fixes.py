@@ -192,8 +192,9 @@ class StreamingTCPServer(TCPServer):
         bytes unflushed or TLS (whose close waits for the peer's ``close_notify``) the wait may
         hang, so it is bounded (fix 1); bounding it always cost a task and a timer per connection
         (``wait_for`` on 3.11), twice, since a connection's ``_close`` runs twice (fix 9)."""
-        transport = self.writer.transport
-        return not transport.get_write_buffer_size() and transport.get_extra_info("ssl_object") is None
+        if self.config.ssl_enabled:  # a closed TLS transport cannot even say its buffer's size
+            return False
+        return not self.writer.transport.get_write_buffer_size()
 
     async def _close(self) -> None:
         try:

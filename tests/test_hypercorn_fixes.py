@@ -273,10 +273,9 @@ class _Transport:
         self.tls = tls
 
     def get_write_buffer_size(self) -> int:
+        if self.tls:  # as asyncio's closed TLS transport, whose SSL protocol is gone
+            raise AttributeError("'NoneType' object has no attribute '_get_write_buffer_size'")
         return self.buffered
-
-    def get_extra_info(self, name: str) -> object:
-        return object() if name == "ssl_object" and self.tls else None
 
 
 class _Writer:
@@ -318,7 +317,7 @@ async def test_a_closing_connection_waits_unbounded_only_when_nothing_is_left_to
 
     monkeypatch.setattr(asyncio, "wait_for", counting_wait_for)
     server = object.__new__(hypercorn_fixes.StreamingTCPServer)
-    server.config = type("Config", (), {"write_timeout": 0.05})()  # type: ignore[assignment]
+    server.config = type("Config", (), {"write_timeout": 0.05, "ssl_enabled": tls})()  # type: ignore[assignment]
     server.writer = _Writer(_Transport(buffered, tls), hangs=bounded)  # type: ignore[assignment]
     server.idle_task = AsyncioSingleTask()
     async with asyncio.timeout(5):
