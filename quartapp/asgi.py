@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, Self
 
@@ -158,6 +158,35 @@ class SendTimeoutMiddleware:
             asgi_send.reset(token)
 
 
+async def _until_disconnected(work: Coroutine[Any, Any, Any], receiving: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` (the response, the socket's handler) in this task, and ``receiving`` (the
+    ASGI receive loop) in a task of its own. When the client's disconnect ends the receiver, it
+    cancels this task, as Quart's ``asyncio.wait`` over two tasks did, and that cancellation is
+    taken back so the connection ends normally; when ``work`` ends first, the receiver is
+    cancelled. Any other cancellation (a shutdown, a timeout, a dropped reader) goes on."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = finished = False
+
+    def disconnected(_: object) -> None:
+        nonlocal gone
+        if not finished:  # a callback already scheduled when the work ended does nothing
+            gone = True
+            task.cancel()
+
+    receiver = asyncio.ensure_future(receiving)
+    receiver.add_done_callback(disconnected)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not gone or task.uncancel() > 0:
+            raise  # not (only) the client leaving
+    finally:
+        finished = True
+        receiver.remove_done_callback(disconnected)
+        await cancel_tasks({receiver})
+
+
 class _PathScoped:
     """A connection class whose changes apply under the extension's prefix only: other paths
     run Quart's own code unchanged (the host app's routes)."""
@@ -186,29 +215,10 @@ class HTTPConnection(_PathScoped, ASGIHTTPConnection):
             await super().__call__(receive, send)
             return
         request = self._create_request_from_scope(send)
-        task = asyncio.current_task()
-        assert task is not None
-        gone = finished = False
-
-        def disconnected(_: object) -> None:
-            nonlocal gone
-            if not finished:  # a callback already scheduled when the response ended does nothing
-                gone = True
-                task.cancel()
-
-        receiver = asyncio.ensure_future(self._receive(request.body, receive))
-        receiver.add_done_callback(disconnected)
+        receiving = self._receive(request.body, receive)
         respond = self._respond(request, send)
         del request  # only the handler needs it: a held response does not keep it
-        try:
-            await respond
-        except asyncio.CancelledError:
-            if not gone or task.uncancel() > 0:
-                raise  # not (only) the client leaving: a shutdown, a timeout
-        finally:
-            finished = True
-            receiver.remove_done_callback(disconnected)
-            await cancel_tasks({receiver})
+        await _until_disconnected(respond, receiving)
 
     async def _receive(self, body: Any, receive: Any) -> None:
         """Quart's ``handle_messages``, holding the request's body instead of the request, and
@@ -262,24 +272,4 @@ class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
             return
         asgi_send.set(send)  # this task's context: the handler's subscriptions copy it
         websocket = self._create_websocket_from_scope(send)
-        task = asyncio.current_task()
-        assert task is not None
-        gone = finished = False
-
-        def disconnected(_: object) -> None:
-            nonlocal gone
-            if not finished:  # a callback already scheduled when the handler ended does nothing
-                gone = True
-                task.cancel()
-
-        receiver = asyncio.ensure_future(self.handle_messages(receive))
-        receiver.add_done_callback(disconnected)
-        try:
-            await self.handle_websocket(websocket, send)
-        except asyncio.CancelledError:
-            if not gone or task.uncancel() > 0:
-                raise  # not (only) the client leaving: a shutdown, a dropped reader's end
-        finally:
-            finished = True
-            receiver.remove_done_callback(disconnected)
-            await cancel_tasks({receiver})
+        await _until_disconnected(self.handle_websocket(websocket, send), self.handle_messages(receive))
