@@ -187,15 +187,21 @@ def test_a_response_header_with_a_line_break_is_still_refused() -> None:
         h11.Response(status_code=200, headers=[(b"x-a", b"b\r\nSet-Cookie: evil=1")])
 
 
-async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
-    """Fix 8: the list-backed queue hands messages out first in, first out, and a full queue
-    still makes the sender wait (Hypercorn's back-pressure on a request body)."""
+async def _full_queue_and_a_waiting_sender() -> tuple[hypercorn_fixes._AppQueue, asyncio.Future[None]]:
+    """A queue of two holding messages 1 and 2, and the put of message 3 waiting for room."""
     queue = hypercorn_fixes._AppQueue(2)
     await queue.put({"n": 1})
     await queue.put({"n": 2})
     blocked = asyncio.ensure_future(queue.put({"n": 3}))
     await asyncio.sleep(0)
     assert not blocked.done()
+    return queue, blocked
+
+
+async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
+    """Fix 8: the list-backed queue hands messages out first in, first out, and a full queue
+    still makes the sender wait (Hypercorn's back-pressure on a request body)."""
+    queue, blocked = await _full_queue_and_a_waiting_sender()
     assert [(await queue.get())["n"] for _ in range(3)] == [1, 2, 3]
     assert blocked.done()
 
@@ -330,12 +336,7 @@ async def test_a_closed_message_queue_lets_a_waiting_sender_go_and_drops_what_co
     """Fix 10: once the app has ended its queue is closed: a sender waiting for room (the
     connection's read loop, behind a client that goes on sending) is let go, and later puts
     (the disconnect) return at once instead of waiting for a reader that will never come."""
-    queue = hypercorn_fixes._AppQueue(2)
-    await queue.put({"n": 1})
-    await queue.put({"n": 2})
-    blocked = asyncio.ensure_future(queue.put({"n": 3}))
-    await asyncio.sleep(0)
-    assert not blocked.done()
+    queue, blocked = await _full_queue_and_a_waiting_sender()
     queue.close()
     async with asyncio.timeout(1):
         await blocked
