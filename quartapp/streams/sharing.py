@@ -108,6 +108,8 @@ class MirrorRun:
             return events
         if entry.type == "reset":
             return []  # followed by the snapshot that replaces the state
+        if entry.data is not None:  # the generation's own dict, not yet encoded: never share it
+            data = dict(data)  # (this stream's log merges the next token into what it holds)
         return [(entry.type, data)]
 
     def usage(self) -> Usage:

@@ -185,3 +185,32 @@ async def test_two_instances_share_through_redis(redis_server: RedisServer) -> N
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_mirror_never_merges_tokens_into_the_generations_own_event() -> None:
+    """A requester's stream coalesces the tokens it copies (its log merges a token into the one
+    before while no reader took it). It must not do so in the generation's own event: before
+    its bytes were built that was one dict, and the generation's readers then got a token's text
+    twice (seen over TLS: "About *Why *Why is ...")."""
+    from quartapp.blocks import builtin_registry
+    from quartapp.engine.blocks import BlockRequest
+    from quartapp.streams.events import Entry
+    from quartapp.streams.log import MemoryStreamLog
+    from quartapp.streams.sharing import MirrorRun
+
+    generation = [Entry("g", "e", 2, "token", {"text": "*Why ", "tokens": 1})]
+    generation.append(Entry("g", "e", 3, "token", {"text": "is ", "tokens": 1}))
+
+    async def source() -> Any:
+        for entry in generation:
+            yield [entry]
+
+    request = BlockRequest(builtin_registry()["ask_question"], QUESTION, 48)
+    mirror = MirrorRun(request, "m", source(), "running")
+    own_log = MemoryStreamLog(history_size=100, retention_s=60, coalesce_max_tokens=32)
+    await own_log.create("m", "", "ask_question")
+    async for event_type, data in mirror.events():
+        await own_log.append("m", event_type, data)
+    merged = await own_log.read("m", 0, 10)
+    assert [e.decoded()["text"] for e in merged] == ["*Why is "]  # merged in the requester's stream
+    assert [e.decoded()["text"] for e in generation] == ["*Why ", "is "]  # and only there
