@@ -22,7 +22,8 @@ from contextvars import ContextVar
 from typing import Any, Self
 
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
-from quart.utils import cancel_tasks
+
+from .eager import Driven
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ class SendTimeoutMiddleware:
 
 async def _until_disconnected(work: Coroutine[Any, Any, Any], receiving: Coroutine[Any, Any, Any]) -> None:
     """Run ``work`` (the response, the socket's handler) in this task, and ``receiving`` (the
-    ASGI receive loop) in a task of its own. When the client's disconnect ends the receiver, it
+    ASGI receive loop) beside it, driven by callbacks rather than a task of its own
+    (:class:`~quartapp.eager.Driven`). When the client's disconnect ends the receiver, it
     cancels this task, as Quart's ``asyncio.wait`` over two tasks did, and that cancellation is
     taken back so the connection ends normally; when ``work`` ends first, the receiver is
     cancelled. Any other cancellation (a shutdown, a timeout, a dropped reader) goes on."""
@@ -168,14 +170,13 @@ async def _until_disconnected(work: Coroutine[Any, Any, Any], receiving: Corouti
     assert task is not None
     gone = finished = False
 
-    def disconnected(_: object) -> None:
+    def disconnected() -> None:
         nonlocal gone
-        if not finished:  # a callback already scheduled when the work ended does nothing
+        if not finished:
             gone = True
             task.cancel()
 
-    receiver = asyncio.ensure_future(receiving)
-    receiver.add_done_callback(disconnected)
+    receiver = Driven(receiving, disconnected)
     try:
         await work
     except asyncio.CancelledError:
@@ -183,8 +184,7 @@ async def _until_disconnected(work: Coroutine[Any, Any, Any], receiving: Corouti
             raise  # not (only) the client leaving
     finally:
         finished = True
-        receiver.remove_done_callback(disconnected)
-        await cancel_tasks({receiver})
+        await receiver.cancel()
 
 
 class _PathScoped:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -78,3 +78,61 @@ async def cancel_started(step: Coroutine[Any, Any, Any]) -> None:
         return
     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
         await Resumed(step, waits_on)
+
+
+class Driven:
+    """A coroutine run by callbacks instead of a task: each time what it waits on is done,
+    its next step runs in that callback; ``on_end`` is called when it returns or raises.
+
+    For a coroutine that only waits, such as a connection's receiver awaiting the client's
+    disconnect: a task of its own costs every held stream a ``Task`` (and its place in
+    asyncio's task set), and its start and cancellation two trips through the event loop
+    each. :meth:`cancel` ends it as a task's cancellation would (its cleanup may await, in
+    the caller's task), and raises what it failed with, as ``quart.utils.cancel_tasks`` does.
+    """
+
+    __slots__ = ("_handle", "_on_end", "_step", "_waits_on", "error", "running")
+
+    def __init__(self, step: Coroutine[Any, Any, Any], on_end: Callable[[], None]) -> None:
+        self._step, self._on_end = step, on_end
+        self._waits_on: asyncio.Future[Any] | None = None
+        self._handle: asyncio.Handle | None = None
+        self.error: BaseException | None = None
+        self.running = True
+        self._advance(None)
+
+    def _advance(self, _: object) -> None:
+        if not self.running:  # cancelled after its future was done, before this callback ran
+            return
+        self._waits_on = self._handle = None
+        try:
+            waits_on = self._step.send(None)
+        except StopIteration:
+            self._end(None)
+            return
+        except BaseException as exc:  # kept, and raised by cancel()
+            self._end(exc)
+            return
+        if waits_on is None:  # a bare yield (``asyncio.sleep(0)``): the next step after the others
+            self._handle = asyncio.get_running_loop().call_soon(self._advance, None)
+        else:  # a future, as a task takes it
+            waits_on._asyncio_future_blocking = False
+            waits_on.add_done_callback(self._advance)
+            self._waits_on = waits_on
+
+    def _end(self, error: BaseException | None) -> None:
+        self.running, self.error = False, error
+        self._on_end()
+
+    async def cancel(self) -> None:
+        """End it (a no-op once it ended), then raise what it failed with, if anything did."""
+        if self.running:
+            self.running = False
+            if self._waits_on is not None:
+                self._waits_on.remove_done_callback(self._advance)
+            if self._handle is not None:
+                self._handle.cancel()
+            await cancel_started(self._step)
+        error = self.error
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            raise error

@@ -1,5 +1,6 @@
-"""``quartapp.asgi.WebsocketConnection``: the handler runs in the connection's own task, and
-every way a socket ends still ends both the handler and the receiver.
+"""``quartapp.asgi.WebsocketConnection``: the handler runs in the connection's own task, the
+receiver in no task at all, and every way a socket ends still ends both the handler and the
+receiver.
 
 A bare Quart app with the connection class, driven through ASGI directly: the three endings
 (the handler returns, the client leaves, the connection is cancelled) and what each leaves.
@@ -41,6 +42,7 @@ class Socket:
         self.sent: list[dict[str, Any]] = []
         self.handler_task: asyncio.Task[Any] | None = None
         self.handler_finished = asyncio.Event()
+        self.receiving = 0  # receive() calls in flight: the receiver waiting for the client
         self.waiting = asyncio.Event()
         self.app = Quart(__name__)
         self.app.asgi_websocket_class = WebsocketConnection  # type: ignore[assignment]
@@ -59,13 +61,17 @@ class Socket:
             self.handler_finished.set()
 
     async def receive(self) -> dict[str, Any]:
-        return await self.inbox.get()
+        self.receiving += 1
+        try:
+            return await self.inbox.get()
+        finally:
+            self.receiving -= 1
 
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
 
-    def receivers(self) -> list[asyncio.Task[Any]]:
-        return [t for t in asyncio.all_tasks() if "handle_messages" in repr(t.get_coro()) and not t.done()]
+    def tasks(self) -> set[asyncio.Task[Any]]:
+        return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
 
 
 async def serve(socket: Socket) -> asyncio.Task[None]:
@@ -80,21 +86,23 @@ async def test_the_handler_runs_in_the_connection_task_and_its_end_stops_the_rec
         await (await serve(socket))
     assert socket.handler_task is not None
     assert [m["type"] for m in socket.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
-    assert not socket.receivers()
+    assert not socket.receiving
 
 
 async def test_a_client_that_leaves_ends_the_handler_and_the_connection_normally() -> None:
     socket = Socket("client")
+    before = socket.tasks()
     connection = await serve(socket)
     async with asyncio.timeout(5):
         await socket.waiting.wait()
         assert socket.handler_task is connection  # no task of its own
-        assert len(socket.receivers()) == 1
+        assert socket.receiving == 1
+        assert socket.tasks() - before == {connection}  # nor the receiver
         await socket.inbox.put({"type": "websocket.disconnect", "code": 1001})
         await connection  # the handler's cancellation was taken back: no CancelledError
     assert socket.handler_finished.is_set()
     assert not connection.cancelled()
-    assert not socket.receivers()
+    assert not socket.receiving
 
 
 async def test_a_cancelled_connection_ends_the_handler_and_the_receiver() -> None:
@@ -106,4 +114,4 @@ async def test_a_cancelled_connection_ends_the_handler_and_the_receiver() -> Non
         with pytest.raises(asyncio.CancelledError):
             await connection
     assert socket.handler_finished.is_set()  # its finally ran, in its own task
-    assert not socket.receivers()
+    assert not socket.receiving
