@@ -40,9 +40,14 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    changes no state, the chunk is framed here (``<hex size>\r\n<data>\r\n``, the bytes h11
    writes) and goes out as the same ``RawData``; any other event, framing or state takes
    h11's path. HTTP/2 is untouched.
-6. **A connection's idle watch is one task, not two.** ``_idle_timeout`` waits under
-   ``asyncio.timeout`` where Hypercorn used ``wait_for`` (on 3.11 a second task); the same
-   wait, timeout and close. A change for speed: a new connection's start costs less.
+6. **A connection's idle watch is a timer, not a task.** Hypercorn watches a connection with
+   no request in flight (a new one, a keep-alive one between requests) with a task that waits
+   for ``keep_alive_timeout`` (under ``wait_for``: on Python 3.11 a second task) or the worker's
+   ``terminated`` event, and closes it; a request cancels the task, the response's end starts
+   another. Every connection and every keep-alive request paid a task's start and
+   cancellation. Here :class:`_IdleWatch` is a timer and a callback on ``terminated``, and
+   only a watch that fires starts a task, to close its connection: the same timeout, the same
+   close on shutdown. A change for speed: a new connection's start costs less.
 7. **A response head is validated once.** h11 validates a ``Response``'s headers when it is
    made (every name and value against its regexes: the guard against header injection), then
    twice more while it sets the framing headers (``set_comma_header`` re-validates the whole
@@ -121,6 +126,8 @@ class StreamingTCPServer(TCPServer):
         protocol = self.writer.transport.get_protocol()
         if type(getattr(protocol, "_drain_waiters", None)) is collections.deque:
             protocol._drain_waiters = []  # type: ignore[attr-defined]
+        if type(self.context.terminated) is _Event:  # fix 6 needs fix 8's event to watch
+            self.idle_task = _IdleWatch(self)  # type: ignore[assignment]
 
     def _write_timeout(self) -> float:
         return float(getattr(self.config, "write_timeout", DEFAULT_WRITE_TIMEOUT_S))
@@ -157,17 +164,6 @@ class StreamingTCPServer(TCPServer):
                 await self.protocol.handle(Closed())
             except (ConnectionError, RuntimeError):
                 await self.protocol.handle(Closed())
-
-    async def _idle_timeout(self) -> None:
-        """Hypercorn's, under ``asyncio.timeout`` instead of ``wait_for``, which on Python 3.11
-        runs the wait in a task of its own: every new connection started two tasks to watch
-        its idle time, and cancelled both when its request came (fix 6)."""
-        try:
-            async with asyncio.timeout(self.config.keep_alive_timeout):
-                await self.context.terminated.wait()
-        except TimeoutError:
-            pass
-        await asyncio.shield(self._initiate_server_close())
 
     async def _read_data(self) -> None:
         try:
@@ -366,6 +362,61 @@ class _Event:
 
     def is_set(self) -> bool:
         return self._value
+
+
+class _IdleWatch:
+    """Hypercorn's ``idle_task`` of a connection (``restart`` when it goes idle, ``stop`` when a
+    request comes or it closes) as a timer and a callback on the worker's ``terminated`` event:
+    when either fires, a task closes the connection, as Hypercorn's ``_idle_timeout`` did (fix 6)."""
+
+    __slots__ = ("_server", "_terminated", "_timer")
+
+    def __init__(self, server: TCPServer) -> None:
+        self._server = server
+        self._timer: asyncio.TimerHandle | None = None
+        self._terminated: asyncio.Future[None] | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """Watch from now on (``action``, Hypercorn's ``_idle_timeout``, is what this replaces)."""
+        self._cancel()
+        loop = asyncio.get_running_loop()
+        terminated: _Event = self._server.context.terminated  # type: ignore[assignment]
+        if terminated.is_set():
+            self._close_connection()
+            return
+        self._timer = loop.call_later(self._server.config.keep_alive_timeout, self._fire)
+        self._terminated = waiter = loop.create_future()
+        waiter.add_done_callback(self._fire)
+        terminated._waiters.append(waiter)
+
+    async def stop(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._terminated
+        if waiter is not None:
+            self._terminated = None
+            waiter.remove_done_callback(self._fire)
+            try:
+                self._server.context.terminated._waiters.remove(waiter)  # type: ignore[attr-defined]
+            except ValueError:  # set meanwhile: the event let its waiters go
+                pass
+
+    def _fire(self, _: object = None) -> None:
+        if self._timer is None and self._terminated is None:
+            return  # stopped meanwhile
+        self._cancel()
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        server = self._server
+        try:
+            server._task_group._task_group.create_task(server._initiate_server_close())
+        except RuntimeError:  # its task group has ended: the connection is closing already
+            pass
 
 
 class _LoopCalls:

@@ -1,4 +1,4 @@
-"""Fixes 5-7 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, one idle watch task,
+"""Fixes 5-7 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without a task,
 a response head validated once.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
@@ -105,9 +105,9 @@ async def _tiny_app(scope: dict[str, object], receive: object, send: object) -> 
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
 
-async def test_an_idle_connection_is_watched_by_one_task_and_closed_after_keep_alive_timeout() -> None:
-    """Fix 6: the idle watch waits under ``asyncio.timeout`` in its own task only (Hypercorn's
-    ``wait_for`` ran a second task per idle connection), and still closes the connection."""
+async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_keep_alive_timeout() -> None:
+    """Fix 6: the idle watch is a timer, not a task (Hypercorn's ran one task per idle
+    connection, two under ``wait_for``), and still closes the connection, after a response too."""
     from hypercorn.asyncio import serve
 
     from quartapp.config import load_settings
@@ -127,9 +127,8 @@ async def test_an_idle_connection_is_watched_by_one_task_and_closed_after_keep_a
             except OSError:
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.1)
-        idle_watchers = [t for t in asyncio.all_tasks() if "_idle_timeout" in repr(t.get_coro())]
-        waits = [t for t in asyncio.all_tasks() if "EventWrapper.wait" in repr(t.get_coro())]  # wait_for's task
-        assert len(idle_watchers) == 1 and not waits
+        coroutines = [repr(t.get_coro()) for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not [c for c in coroutines if "_idle_timeout" in c or "Event.wait" in c or "EventWrapper.wait" in c]
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # served, then idle again
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"ok")
@@ -142,6 +141,36 @@ async def test_an_idle_connection_is_watched_by_one_task_and_closed_after_keep_a
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)
+
+
+async def test_an_idle_connection_is_closed_at_once_when_the_server_shuts_down() -> None:
+    """Fix 6: the watch also hears the worker's ``terminated`` event, as Hypercorn's task did:
+    an idle keep-alive connection does not hold a shutdown for ``keep_alive_timeout``."""
+    from hypercorn.asyncio import serve
+
+    from quartapp.config import load_settings
+    from quartapp.serve import hypercorn_config
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port))
+    config.keep_alive_timeout = 60
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(_tiny_app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    for _ in range(100):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")  # now idle, kept alive
+    stop.set()
+    async with asyncio.timeout(5):  # not keep_alive_timeout's 60 s
+        assert await reader.read() == b""
+        await server
+    writer.close()
 
 
 RESPONSE_HEADERS = [
