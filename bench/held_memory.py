@@ -1,11 +1,13 @@
-"""Where a held SSE stream's memory goes: tracemalloc in a real Hypercorn, by file and by line.
+"""Where a held SSE stream's (or WebSocket's) memory goes: tracemalloc in a real Hypercorn, by file and by line.
 
 The server runs in this process (the product's app on Hypercorn, as ``python -m quartapp``
 serves it, scripted provider, one token a second), the shared harness's load client in
 another. A snapshot is taken before ``N`` streams open and once all are held; the
 difference, divided by the streams held, is what one held stream costs in Python
 allocations (RSS, which the harness's S3 reports, adds the allocator's overhead).
-Usage: ``python -m bench.held_memory [N] [--top 25] [--traces 10]`` (about 20-60 s; run from the checkout).
+With ``--ws`` the streams are read over the one-shot WebSocket route instead (the shared
+harness's ``ws_load.py``), for the issue's "a WebSocket reader no heavier".
+Usage: ``python -m bench.held_memory [N] [--ws] [--top 25] [--traces 10]`` (about 20-60 s; run from the checkout).
 Before 2026-12-07 the client stopped 20 s after it started, and with 1,000 streams the snapshot
 could come after that: the figures of earlier files counted streams being torn down.
 """
@@ -29,7 +31,7 @@ def _short(filename: str) -> str:
     return filename.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "").split("/lib/python3.11/")[-1]
 
 
-async def _measure(streams: int, top: int, traces: int) -> None:
+async def _measure(streams: int, top: int, traces: int, ws: bool = False) -> None:
     from hypercorn.asyncio import serve
 
     from quartapp.app import create_app
@@ -45,8 +47,10 @@ async def _measure(streams: int, top: int, traces: int) -> None:
     stop = asyncio.Event()
     serving = asyncio.create_task(serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     await asyncio.to_thread(wait_ready, port)
-    url = f"http://127.0.0.1:{port}{PATH}"
-    load = [PY, str(SHARED / "sse_load.py"), "--url", url]
+    if ws:
+        load = [PY, str(SHARED / "ws_load.py"), "--url", f"ws://127.0.0.1:{port}/ws{PATH.removeprefix('/api')}"]
+    else:
+        load = [PY, str(SHARED / "sse_load.py"), "--url", f"http://127.0.0.1:{port}{PATH}"]
     warm = await asyncio.create_subprocess_exec(*load, "-c", "5", "--duration", "3", stdout=subprocess.DEVNULL)
     await warm.wait()
     gc.collect()
@@ -76,7 +80,8 @@ async def _measure(streams: int, top: int, traces: int) -> None:
     await serving
     by_file = snapshot.compare_to(base, "filename")
     total = sum(stat.size_diff for stat in by_file)
-    print(f"{held:,} streams held: {total / held / 1024:.1f} KB of Python allocations each\n")
+    what = "WebSockets" if ws else "SSE streams"
+    print(f"{held:,} {what} held: {total / held / 1024:.1f} KB of Python allocations each\n")
     print("| bytes per stream | blocks | file |\n|---:|---:|---|")
     for stat in by_file[:top]:
         print(f"| {stat.size_diff / held:,.0f} | {stat.count_diff / held:.1f} | {_short(stat.traceback[0].filename)} |")
@@ -105,10 +110,11 @@ async def _measure(streams: int, top: int, traces: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("streams", type=int, nargs="?", default=1000)
+    parser.add_argument("--ws", action="store_true", help="hold WebSockets instead of SSE streams")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--traces", type=int, default=0, help="also the N biggest allocation sites with their callers")
     args = parser.parse_args()
-    asyncio.run(_measure(args.streams, args.top, args.traces))
+    asyncio.run(_measure(args.streams, args.top, args.traces, args.ws))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
 8. **A held connection is lighter.** Every held stream keeps its request's ASGI message queue
    (empty, awaited for the disconnect), its connection's ``can_read`` event and its socket's
    drain waiters, each of them an empty 760-byte deque in asyncio (the queue has three, and an
-   Event). Here Hypercorn's ``spawn_app`` makes a list-based queue (:class:`_AppQueue`), its
+   Event). Here Hypercorn's ``spawn_app`` makes a list-based queue (:class:`~quartapp.queues.ListQueue`), its
    worker context list-based events (:class:`_Event`), the connection swaps the drain deque for
    a list, and the two callables ``spawn_app`` hands every app call (for WSGI apps) are made once
    per loop instead of per request (``python -m bench.held_memory``).
@@ -110,6 +110,8 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.events import Body, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
+
+from .queues import ListQueue
 
 log = logging.getLogger(__name__)
 
@@ -257,78 +259,6 @@ def _set_comma_header_validated(headers: Headers, name: bytes, new_values: list[
     return normalize_and_validate(kept, _parsed=True)
 
 
-class _AppQueue:
-    """Hypercorn's queue of a request's ASGI messages (``spawn_app``): ``put`` and ``get``, first
-    in first out, and a full queue makes ``put`` wait (Hypercorn's back-pressure on a request
-    body). Every held stream keeps its queue, empty, awaited for the disconnect, and
-    ``asyncio.Queue`` holds three deques (its items, its getters, its putters) and an Event (for
-    ``join``, which Hypercorn never calls): an empty deque is a 760-byte block. Here they are
-    lists, at most ``max_app_queue_size`` (10) long. Once the app has ended the queue is
-    closed (fix 10): nothing is kept and no sender waits."""
-
-    __slots__ = ("_getters", "_items", "_maxsize", "_putters", "closed")
-
-    def __init__(self, maxsize: int) -> None:
-        self._maxsize = maxsize
-        self._items: list[Any] = []
-        self._getters: list[asyncio.Future[None]] = []
-        self._putters: list[asyncio.Future[None]] = []
-        self.closed = False
-
-    async def put(self, item: Any) -> None:
-        while self.full():
-            await _wait_turn(self._putters)
-        if self.closed:  # an ended app's messages are dropped (fix 10)
-            return
-        self._items.append(item)
-        _wake_first(self._getters)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def full(self) -> bool:
-        return not self.closed and 0 < self._maxsize <= len(self._items)
-
-    def close(self) -> None:
-        """The app has ended and reads no more (fix 10): what it was sent and whatever comes
-        later is dropped, and a sender waiting for room is let go instead of waiting forever."""
-        self.closed = True
-        self._items.clear()
-        putters, self._putters = self._putters, []
-        for putter in putters:
-            if not putter.done():
-                putter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self._items:
-            await _wait_turn(self._getters)
-        item = self._items.pop(0)
-        _wake_first(self._putters)
-        return item
-
-
-async def _wait_turn(waiters: list[asyncio.Future[None]]) -> None:
-    """Wait among ``waiters`` to be woken; a waiter cancelled after it was woken passes its turn on."""
-    waiter = asyncio.get_running_loop().create_future()
-    waiters.append(waiter)
-    try:
-        await waiter
-    except BaseException:
-        if waiter in waiters:
-            waiters.remove(waiter)
-        elif waiter.done() and not waiter.cancelled():
-            _wake_first(waiters)  # woken, but not going to take its turn
-        raise
-
-
-def _wake_first(waiters: list[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.pop(0)
-        if not waiter.done():
-            waiter.set_result(None)
-            return
-
-
 class _Event:
     """Hypercorn's ``EventWrapper`` (``WorkerContext.event_class``: every HTTP/1 connection's
     ``can_read``, every HTTP/2 stream's two buffer events) with its waiters in a list: the
@@ -437,7 +367,7 @@ _loop_calls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCalls] = 
 
 
 async def _handle(
-    app: Any, config: Any, scope: Any, queue: _AppQueue, send: Any, sync_spawn: Any, call_soon: Any
+    app: Any, config: Any, scope: Any, queue: ListQueue, send: Any, sync_spawn: Any, call_soon: Any
 ) -> None:
     """Hypercorn 0.18's ``_handle`` (run the app, log its failure, tell the protocol it ended
     with ``send(None)``), with the app's message queue closed before that ``send(None)`` (fix 10)."""
@@ -453,9 +383,9 @@ async def _handle(
 
 
 async def _spawn_app_list_queue(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
-    """Hypercorn 0.18's ``TaskGroup.spawn_app``, with an :class:`_AppQueue` and the loop's
+    """Hypercorn 0.18's ``TaskGroup.spawn_app``, with a :class:`~quartapp.queues.ListQueue` and the loop's
     :class:`_LoopCalls` (fix 8), and :func:`_handle` (fix 10)."""
-    app_queue = _AppQueue(config.max_app_queue_size)
+    app_queue = ListQueue(config.max_app_queue_size)
     calls = _loop_calls.get(self._loop)
     if calls is None:
         calls = _loop_calls[self._loop] = _LoopCalls(self._loop)

@@ -216,25 +216,6 @@ def test_a_response_header_with_a_line_break_is_still_refused() -> None:
         h11.Response(status_code=200, headers=[(b"x-a", b"b\r\nSet-Cookie: evil=1")])
 
 
-async def _full_queue_and_a_waiting_sender() -> tuple[hypercorn_fixes._AppQueue, asyncio.Future[None]]:
-    """A queue of two holding messages 1 and 2, and the put of message 3 waiting for room."""
-    queue = hypercorn_fixes._AppQueue(2)
-    await queue.put({"n": 1})
-    await queue.put({"n": 2})
-    blocked = asyncio.ensure_future(queue.put({"n": 3}))
-    await asyncio.sleep(0)
-    assert not blocked.done()
-    return queue, blocked
-
-
-async def test_a_requests_message_queue_keeps_its_order_and_its_bound() -> None:
-    """Fix 8: the list-backed queue hands messages out first in, first out, and a full queue
-    still makes the sender wait (Hypercorn's back-pressure on a request body)."""
-    queue, blocked = await _full_queue_and_a_waiting_sender()
-    assert [(await queue.get())["n"] for _ in range(3)] == [1, 2, 3]
-    assert blocked.done()
-
-
 def test_the_date_header_is_the_one_wsgiref_formats_and_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fix 11: the Date header is the same string Hypercorn made, kept for the second it names."""
     from wsgiref.handlers import format_date_time
@@ -255,26 +236,6 @@ def test_the_date_header_is_the_one_wsgiref_formats_and_follows_the_clock(monkey
     now[0] += 1
     assert dict(config.response_headers("h11"))[b"date"] == format_date_time(now[0]).encode() != first
     assert date() == format_date_time(None)  # with no time: now, as wsgiref's
-
-
-async def test_a_getter_woken_then_cancelled_passes_the_message_on() -> None:
-    """Fix 8: the queue's waiters are lists; a getter cancelled after a put woke it does not take
-    the wake-up with it (the next getter gets the message), and a cancelled putter leaves."""
-    queue = hypercorn_fixes._AppQueue(1)
-    first = asyncio.ensure_future(queue.get())
-    second = asyncio.ensure_future(queue.get())
-    await asyncio.sleep(0)
-    await queue.put({"n": 1})  # wakes the first getter
-    first.cancel()
-    assert (await asyncio.wait_for(second, 1))["n"] == 1
-    assert first.cancelled()
-    await queue.put({"n": 2})
-    stuck = asyncio.ensure_future(queue.put({"n": 3}))  # full: waits
-    await asyncio.sleep(0)
-    stuck.cancel()
-    await asyncio.sleep(0)
-    assert queue._putters == [] and (await queue.get())["n"] == 2
-    assert queue._items == []
 
 
 async def test_hypercorns_events_are_list_based_and_behave_as_asyncio_events() -> None:
@@ -359,16 +320,3 @@ async def test_a_closing_connection_waits_unbounded_only_when_nothing_is_left_to
         await server._close()
     assert waits == ([0.05] if bounded else [])
     assert server.writer.aborted is bounded  # type: ignore[attr-defined]
-
-
-async def test_a_closed_message_queue_lets_a_waiting_sender_go_and_drops_what_comes() -> None:
-    """Fix 10: once the app has ended its queue is closed: a sender waiting for room (the
-    connection's read loop, behind a client that goes on sending) is let go, and later puts
-    (the disconnect) return at once instead of waiting for a reader that will never come."""
-    queue, blocked = await _full_queue_and_a_waiting_sender()
-    queue.close()
-    async with asyncio.timeout(1):
-        await blocked
-        for n in range(20):
-            await queue.put({"n": n})
-    assert queue.empty() and not queue.full()
