@@ -249,9 +249,10 @@ async def one_shot_socket(block_type: str) -> None:
     except SchemaValidationError as exc:
         raise APIError(422, "validation_error", _first_error(exc.validation_error)) from None
     await core.limits.check_start_rate()
-    info = await start_one_shot(block_type, query, owner)
+    stream_id = (await start_one_shot(block_type, query, owner)).stream_id
+    del query  # the socket is held for the stream's life: not its parsed query (0.6 KB)
     await websocket.accept(headers=new_session_headers())
-    if await _relay(core, info.stream_id, None, owner):
+    if await _relay(core, stream_id, None, owner):
         await websocket.close(1000, "stream ended")
 
 
