@@ -43,7 +43,7 @@ from quartapp.schemas import (
     WsStart,
     WsStop,
 )
-from quartapp.state import Services, services
+from quartapp.state import Services, services, unproxied
 from quartapp.streams.events import Entry
 from quartapp.streams.log import Deliver
 from quartapp.streams.manager import StreamNotFound
@@ -186,7 +186,8 @@ async def _close(code: int, reason: str) -> None:
 @bp.websocket("/ws/streams")
 async def streams_socket() -> None:
     core = services()
-    core.origins.check(websocket.headers, websocket.scheme, websocket.host)  # 403 before accepting
+    socket = unproxied(websocket)
+    core.origins.check(socket.headers, socket.scheme, socket.host)  # 403 before accepting
     max_bytes = core.settings.WS_MAX_MESSAGE_BYTES
     sock = _Socket(core, owner_id())  # 401 before accepting, for an unknown bearer key
     rate = _MessageRate(core.settings.WS_MAX_MESSAGES_PER_S)
@@ -242,18 +243,19 @@ async def one_shot_socket(block_type: str) -> None:
     that leaves does not stop the stream: it can be resumed on ``/ws/streams`` or SSE.
     """
     core = services()
-    core.origins.check(websocket.headers, websocket.scheme, websocket.host)
+    socket = unproxied(websocket)  # read several times: through the proxy each read costs about 1 us
+    core.origins.check(socket.headers, socket.scheme, socket.host)
     owner = owner_id()
     try:
-        query = load(dict(websocket.args), OneShotQuery, SchemaValidationError)
+        query = load(dict(socket.args), OneShotQuery, SchemaValidationError)
     except SchemaValidationError as exc:
         raise APIError(422, "validation_error", _first_error(exc.validation_error)) from None
     await core.limits.check_start_rate()
     stream_id = (await start_one_shot(block_type, query, owner)).stream_id
     del query  # the socket is held for the stream's life: not its parsed query (0.6 KB)
-    await websocket.accept(headers=new_session_headers())
+    await socket.accept(headers=new_session_headers())
     if await _relay(core, stream_id, None, owner):
-        await websocket.close(1000, "stream ended")
+        await socket.close(1000, "stream ended")
 
 
 async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:

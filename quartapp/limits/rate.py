@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from quart import Response, g, request
 
 from ..headers import optional_header
+from ..security import STARTS_GENERATION, marked
+from ..state import unproxied
 from .base import PREFIX, REDIS_TIMEOUT_S, LimitExceeded
 
 if TYPE_CHECKING:
@@ -111,11 +113,10 @@ class StartRate:
         self.limits = limits
 
     async def before_request(self) -> None:
-        from ..security import STARTS_GENERATION, marked
-
-        if request.method == "OPTIONS" or not marked(request.endpoint, STARTS_GENERATION):
+        served = unproxied(request)
+        if served.method == "OPTIONS" or not marked(served.endpoint, STARTS_GENERATION):
             return
-        if request.method in ("GET", "HEAD") and optional_header(request.headers, "Last-Event-ID"):
+        if served.method in ("GET", "HEAD") and optional_header(served.headers, "Last-Event-ID"):
             return  # an EventSource reconnecting: a resume reads, it never starts anything
         await self.hit()
 
