@@ -9,6 +9,8 @@ Fixes 1-4 are tested where they were found: tests/faults and tests/security; fix
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import h11
 import h11._connection
@@ -105,9 +107,12 @@ async def _tiny_app(scope: dict[str, object], receive: object, send: object) -> 
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
 
-async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_keep_alive_timeout() -> None:
-    """Fix 6: the idle watch is a timer, not a task (Hypercorn's ran one task per idle
-    connection, two under ``wait_for``), and still closes the connection, after a response too."""
+@contextlib.asynccontextmanager
+async def _tiny_server(
+    keep_alive_timeout: float,
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None], asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``_tiny_app`` on Hypercorn with our config and the given keep-alive timeout, and one
+    connection to it: (the shutdown trigger, the server's task, the connection's two ends)."""
     from hypercorn.asyncio import serve
 
     from quartapp.config import load_settings
@@ -116,7 +121,7 @@ async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_kee
 
     port = free_port()
     config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port))
-    config.keep_alive_timeout = 0.5
+    config.keep_alive_timeout = keep_alive_timeout
     stop = asyncio.Event()
     server = asyncio.create_task(serve(_tiny_app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     try:
@@ -126,6 +131,17 @@ async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_kee
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        yield stop, server, reader, writer
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 10)
+
+
+async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_keep_alive_timeout() -> None:
+    """Fix 6: the idle watch is a timer, not a task (Hypercorn's ran one task per idle
+    connection, two under ``wait_for``), and still closes the connection, after a response too."""
+    async with _tiny_server(0.5) as (_, _, reader, writer):
         await asyncio.sleep(0.1)
         coroutines = [repr(t.get_coro()) for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert not [c for c in coroutines if "_idle_timeout" in c or "Event.wait" in c or "EventWrapper.wait" in c]
@@ -137,40 +153,19 @@ async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_kee
         async with asyncio.timeout(5):
             assert await reader.read() == b""  # closed by the server once idle for keep_alive_timeout
         assert 0.3 < asyncio.get_running_loop().time() - started < 3
-        writer.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
 
 
 async def test_an_idle_connection_is_closed_at_once_when_the_server_shuts_down() -> None:
     """Fix 6: the watch also hears the worker's ``terminated`` event, as Hypercorn's task did:
     an idle keep-alive connection does not hold a shutdown for ``keep_alive_timeout``."""
-    from hypercorn.asyncio import serve
-
-    from quartapp.config import load_settings
-    from quartapp.serve import hypercorn_config
-    from tests.conftest import free_port
-
-    port = free_port()
-    config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port))
-    config.keep_alive_timeout = 60
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(_tiny_app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    for _ in range(100):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    async with asyncio.timeout(5):
-        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")  # now idle, kept alive
-    stop.set()
-    async with asyncio.timeout(5):  # not keep_alive_timeout's 60 s
-        assert await reader.read() == b""
-        await server
-    writer.close()
+    async with _tiny_server(60) as (stop, server, reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")  # now idle, kept alive
+        stop.set()
+        async with asyncio.timeout(5):  # not keep_alive_timeout's 60 s
+            assert await reader.read() == b""
+            await server
 
 
 RESPONSE_HEADERS = [
