@@ -12,9 +12,15 @@ run. Everything is counted from what the client received:
   divided by the tokens the client got (the cost of the per-token path, all included);
 - tokens received and failed streams.
 
+With ``--ws`` the same over WebSockets (the product's one-shot socket, the peers' ``/ws``), the
+first token timed from the connection attempt (TCP connect and upgrade, as the harness's TTFM):
+the harness's W2 counts every gap, and the product's first message is its ``start``, sent at once,
+so the burst's queueing falls into the product's lateness and into the peers' time to first
+message; here it falls into the time to the first token for everyone.
+
 Each figure is the median of ``--runs`` runs with the range beside it. ``BENCH_BEFORE=<dir>``
 adds the product from another checkout (an older commit) as ``product-before``.
-Usage: ``python -m bench.model_clock [--runs 3] [--out FILE.json]`` (about 4 minutes).
+Usage: ``python -m bench.model_clock [--ws] [--runs 3] [--out FILE.json]`` (about 4 minutes each).
 """
 
 from __future__ import annotations
@@ -77,6 +83,50 @@ async def _read(url: str, interval_ms: float) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         await asyncio.gather(*(one(http) for _ in range(STREAMS)))
+    return _figures(token_gaps, first_token, tokens, failed)
+
+
+async def _read_ws(url: str, interval_ms: float) -> dict[str, Any]:
+    """As :func:`_read`, over WebSockets: a peer's every text message is a token; the product's
+    are its envelopes, of which only ``token`` ones count (with the tokens each holds)."""
+    import aiohttp
+
+    token_gaps: list[float] = []
+    first_token: list[float] = []
+    tokens = failed = 0
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        nonlocal tokens, failed
+        started = time.perf_counter()
+        last_token = None
+        try:
+            async with http.ws_connect(url, compress=0, max_msg_size=1 << 20) as socket:
+                async for message in socket:
+                    now = time.perf_counter()
+                    if message.type is not aiohttp.WSMsgType.TEXT:
+                        break
+                    text = message.data
+                    if '"type":"token"' in text:
+                        tokens += json.loads(text)["data"]["tokens"]
+                    elif '"type":' in text:
+                        continue  # the product's start and done
+                    else:
+                        tokens += 1
+                    if last_token is None:
+                        first_token.append((now - started) * 1000)
+                    else:
+                        token_gaps.append((now - last_token) * 1000 - interval_ms)
+                    last_token = now
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            failed += 1
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        await asyncio.gather(*(one(http) for _ in range(STREAMS)))
+    return _figures(token_gaps, first_token, tokens, failed)
+
+
+def _figures(token_gaps: list[float], first_token: list[float], tokens: int, failed: int) -> dict[str, Any]:
     return {
         "late_p50_ms": _pct(token_gaps, 0.5),
         "late_p99_ms": _pct(token_gaps, 0.99),
@@ -103,14 +153,17 @@ def _cpu_s(pid: int) -> float:
     return total
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str], port: int, path: str, interval_ms: float) -> dict[str, Any]:
+def _run(
+    argv: list[str], cwd: Path, env: dict[str, str], port: int, path: str, interval_ms: float, ws: bool = False
+) -> dict[str, Any]:
     pin = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 else []
     server = subprocess.Popen([*pin, *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port)
         time.sleep(1.0)
         before = _cpu_s(server.pid)
-        client = [PY, "-m", "bench.model_clock", "--client", f"http://127.0.0.1:{port}{path}", str(interval_ms)]
+        url = f"{'ws' if ws else 'http'}://127.0.0.1:{port}{path}"
+        client = [PY, "-m", "bench.model_clock", "--client", url, str(interval_ms)]
         pin0 = ["taskset", "-c", "0"] if pin else []
         out = subprocess.run([*pin0, *client], cwd=ROOT, check=True, capture_output=True, text=True).stdout
         result: dict[str, Any] = json.loads(out)
@@ -122,8 +175,8 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], port: int, path: str, 
         server.wait(timeout=30)
 
 
-def _peers() -> list[tuple[str, list[str], Path, dict[str, str], str]]:
-    """(name, argv with {port}, cwd, env, path with {interval})."""
+def _peers(ws: bool = False) -> list[tuple[str, list[str], Path, dict[str, str], str]]:
+    """(name, argv with {port}, cwd, env, path with {interval}); the WebSocket routes with ``ws``."""
     product_env = {
         **os.environ,
         "AI_PROVIDER": "scripted",
@@ -133,6 +186,8 @@ def _peers() -> list[tuple[str, list[str], Path, dict[str, str], str]]:
     }
     product_path = "/api/stream/ai-block/ask_question?input=bench&max_tokens={n}&interval_ms={interval}"
     peer_path = "/stream?n={n}&interval_ms={interval}"
+    if ws:
+        product_path, peer_path = "/ws" + product_path.removeprefix("/api"), "/ws?n={n}&interval_ms={interval}"
     hypercorn = [PY, "-m", "hypercorn", "--backlog", "4096", "-b", "127.0.0.1:{port}"]
     uvloop = [*hypercorn, "-k", "uvloop"]
     shared_peers = SHARED / "peers"
@@ -163,30 +218,33 @@ def _cell(summary: dict[str, float], digits: int = 0) -> str:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--client":
-        print(json.dumps(asyncio.run(_read(sys.argv[2], float(sys.argv[3])))))
+        read = _read_ws if sys.argv[2].startswith("ws://") else _read
+        print(json.dumps(asyncio.run(read(sys.argv[2], float(sys.argv[3])))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ws", action="store_true", help="over WebSockets instead of SSE")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     keys = ("late_p50_ms", "late_p99_ms", "first_token_p99_ms", "server_cpu_us_per_token", "tokens", "failed")
-    report: dict[str, Any] = {"streams": STREAMS, "tokens": TOKENS, "runs": args.runs, "results": {}}
+    report: dict[str, Any] = {"streams": STREAMS, "tokens": TOKENS, "runs": args.runs, "ws": args.ws, "results": {}}
     for interval in INTERVALS_MS:
         rows: dict[str, dict[str, Any]] = {}
         for _ in range(args.runs):  # peers interleaved, so a noisy minute hits each of them once
-            for name, argv, cwd, env, path in _peers():
+            for name, argv, cwd, env, path in _peers(args.ws):
                 port = free_port()
                 argv = [a.replace("{port}", str(port)) for a in argv]
                 env = {**env, "PORT": str(port)}
                 url = path.format(n=TOKENS, interval=f"{interval:g}")
-                rows.setdefault(name, {"runs": []})["runs"].append(_run(argv, cwd, env, port, url, interval))
+                rows.setdefault(name, {"runs": []})["runs"].append(_run(argv, cwd, env, port, url, interval, args.ws))
         for row in rows.values():
             row.update({key: _summary(row["runs"], key) for key in keys})
         report["results"][f"{interval:g}ms"] = rows
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     for interval, rows in report["results"].items():
-        print(f"\n{STREAMS:,} streams x {TOKENS} tokens, one every {interval}: median (range) of {args.runs} runs\n")
+        what = "WebSockets" if args.ws else "streams"
+        print(f"\n{STREAMS:,} {what} x {TOKENS} tokens, one every {interval}: median (range) of {args.runs} runs\n")
         print("| peer | late p50 ms | late p99 ms | first token p99 ms | server CPU us/token | tokens | failed |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, r in rows.items():
