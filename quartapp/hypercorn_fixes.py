@@ -39,7 +39,8 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    response is in h11's ``SEND_BODY`` state with chunked framing, where a ``Data`` event
    changes no state, the chunk is framed here (``<hex size>\r\n<data>\r\n``, the bytes h11
    writes) and goes out as the same ``RawData``; any other event, framing or state takes
-   h11's path. HTTP/2 is untouched.
+   h11's path. A WebSocket frame (``Data``, after the upgrade) goes out as its ``RawData``
+   first, not after Hypercorn's four other ``isinstance`` checks. HTTP/2 is untouched.
 6. **A connection's idle watch is a timer, not a task.** Hypercorn watches a connection with
    no request in flight (a new one, a keep-alive one between requests) with a task that waits
    for ``keep_alive_timeout`` (under ``wait_for``: on Python 3.11 a second task) or the worker's
@@ -107,7 +108,7 @@ from h11._headers import Headers, normalize_and_validate
 from h11._writers import ChunkedWriter
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.protocol.events import Body, StreamClosed
+from hypercorn.protocol.events import Body, Data, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 
@@ -237,6 +238,9 @@ _h11_stream_send = H11Protocol.stream_send
 
 
 async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
+    if type(event) is Data:  # a WebSocket frame: what Hypercorn's own branch does, without its checks
+        await self.send(RawData(data=event.data))
+        return
     if type(event) is Body:
         connection = self.connection
         if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:
