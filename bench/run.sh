@@ -10,7 +10,8 @@
 # 1. the harness: S1-S3 (SSE, S3 at 10,000 streams) and W1-W2 (WebSocket) for the product (asyncio
 #    and uvloop workers), quart+hypercorn (both workers) and raw-asgi+hypercorn;
 # 2. then the product's own scenarios, each beside the peers where it has one: 1,000 streams on a
-#    model's clock (tokens every 20 and 10 ms) with server CPU per token (bench/model_clock.py),
+#    model's clock (tokens every 20 and 10 ms) with server CPU per token, over SSE and over
+#    WebSockets (bench/model_clock.py, --ws),
 #    W1/W2 for the product (bench/ws.py), one stream with coalescing on (bench/tokens.py),
 #    resume of 2,000 missed events from the memory and Redis logs (bench/replay.py), added
 #    latency (bench/latency.py), and the local model (bench/local_model.py).
@@ -53,6 +54,8 @@ md="${json%.json}.md"
 section() { printf '\n## %s\n\n' "$1" >> "$md"; }
 section "1,000 streams on a model's clock, beside Quart and raw ASGI (bench/model_clock.py)"
 "$py" -m bench.model_clock --out "${json%.json}-model-clock.json" >> "$md"
+section "1,000 WebSockets on a model's clock, beside Quart and raw ASGI (bench/model_clock.py --ws)"
+"$py" -m bench.model_clock --ws --out "${json%.json}-model-clock-ws.json" >> "$md"
 section "W1/W2 for the product (bench/ws.py: the shared driver cannot count its frames)"
 "$py" -m bench.ws >> "$md"
 section "One stream at interval 0 with coalescing on, the product alone (bench/tokens.py)"
