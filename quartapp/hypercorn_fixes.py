@@ -23,6 +23,11 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    reset" instead of the 413 (found by tests/security/test_hostile_http.py, under load).
    Here, while the client is still sending a body, the connection half-closes and reads
    (and drops) for up to ``LINGER_S`` before closing, as nginx's ``lingering_close`` does.
+   And such an answer says ``Connection: close`` (RFC 9112 9.6): Hypercorn closes a connection
+   whose request body had not come whole when the response ended, but h11 did not say so,
+   and a keep-alive client sent its next request into the closing connection ("server
+   disconnected without sending a response": a 403 from a ``before_request`` hook, answered
+   before the POST's body arrived; found by tests/security/test_logs.py once starts got faster).
 4. **A WebSocket refused for trailing bytes still hears its disconnect.** A client
    that sends bytes behind its upgrade request, before the app accepted the socket
    (RFC 6455 forbids it; anyone can do it), gets ``400`` from ``WSStream``, which
@@ -108,7 +113,7 @@ from h11._headers import Headers, normalize_and_validate
 from h11._writers import ChunkedWriter
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.protocol.events import Body, Data, StreamClosed
+from hypercorn.protocol.events import Body, Data, Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 
@@ -241,6 +246,10 @@ async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
     if type(event) is Data:  # a WebSocket frame: what Hypercorn's own branch does, without its checks
         await self.send(RawData(data=event.data))
         return
+    if type(event) is Response and self.connection.their_state is h11.SEND_BODY and event.status_code >= 200:
+        # answered before the request's body came whole: the connection closes after it (fix 3)
+        headers = [*event.headers, (b"connection", b"close")]
+        event = Response(stream_id=event.stream_id, headers=headers, status_code=event.status_code)
     if type(event) is Body:
         connection = self.connection
         if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:

@@ -336,3 +336,34 @@ async def test_bogus_upgrades_leak_no_descriptor_and_no_task(srv: Server) -> Non
     async with asyncio.timeout(5):
         while len(os.listdir("/proc/self/fd")) > fds + 2 or websocket_tasks() > tasks:
             await asyncio.sleep(0.05)
+
+
+async def test_an_answer_before_the_body_came_says_the_connection_closes(srv: Server) -> None:
+    """Hypercorn fix 3: a refusal sent before the request's body arrived (the cross-site check
+    runs before the body is read) carries ``Connection: close``, since the connection is closed
+    after it. Without it a keep-alive client sent its next request into the closing connection
+    and got no answer (tests/security/test_logs.py, one run in ten)."""
+    port = int(srv.base_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"block_type": "quiz", "input": "x"}'
+    head = (
+        b"POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    writer.write(head)  # the body is held back until the answer came
+    async with asyncio.timeout(5):
+        answer = await reader.readuntil(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 403")
+        assert b"\r\nconnection: close\r\n" in answer.lower()
+        writer.write(body)
+        while await reader.read(65536):  # the rest of the answer, then the close
+            pass
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the body sent with its head: kept alive
+    writer.write(head + body + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        refused = await reader.readuntil(b"\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 403") and b"\r\nconnection: close\r\n" not in refused.lower()
+        assert b"HTTP/1.1 200" in await reader.readuntil(b"HTTP/1.1 200")  # the next request, same connection
+    writer.close()
