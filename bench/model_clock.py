@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,49 +49,42 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def _read(url: str, interval_ms: float) -> dict[str, Any]:
-    import aiohttp
-
+async def _sse_tokens(http: Any, url: str) -> AsyncIterator[int]:
+    """For each token event of one SSE stream as it arrives, the tokens it holds: the product's
+    token event says how many; a peer's every event is one. The product's start and done are skipped."""
     sys.path.insert(0, str(SHARED))
     from sse_load import SSEParser  # type: ignore[import-not-found]  # the harness's own parser
 
-    token_gaps: list[float] = []
-    first_token: list[float] = []
-    tokens = failed = 0
-
-    async def one(http: aiohttp.ClientSession) -> None:
-        nonlocal tokens, failed
-        started = time.perf_counter()
-        last_token = None
-        parser = SSEParser()
-        try:
-            async with http.get(url, headers={"Accept": "text/event-stream"}) as response:
-                while chunk := await response.content.readany():
-                    now = time.perf_counter()
-                    for event_type, data, _id in parser.feed(chunk):
-                        if event_type not in (b"token", b"message"):
-                            continue  # the product's start and done
-                        # the product's token event says how many tokens it holds; a peer's is one
-                        tokens += json.loads(data)["tokens"] if b'"tokens"' in data else 1
-                        if last_token is None:
-                            first_token.append((now - started) * 1000)
-                        else:
-                            token_gaps.append((now - last_token) * 1000 - interval_ms)
-                        last_token = now
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            failed += 1
-
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
-        await asyncio.gather(*(one(http) for _ in range(STREAMS)))
-    return _figures(token_gaps, first_token, tokens, failed)
+    parser = SSEParser()
+    async with http.get(url, headers={"Accept": "text/event-stream"}) as response:
+        while chunk := await response.content.readany():
+            for event_type, data, _id in parser.feed(chunk):
+                if event_type in (b"token", b"message"):
+                    yield json.loads(data)["tokens"] if b'"tokens"' in data else 1
 
 
-async def _read_ws(url: str, interval_ms: float) -> dict[str, Any]:
-    """As :func:`_read`, over WebSockets: a peer's every text message is a token; the product's
-    are its envelopes, of which only ``token`` ones count (with the tokens each holds)."""
+async def _ws_tokens(http: Any, url: str) -> AsyncIterator[int]:
+    """The same over one WebSocket: a peer's every text message is a token; the product's are its
+    envelopes, of which only ``token`` ones count (with the tokens each holds)."""
     import aiohttp
 
+    async with http.ws_connect(url, compress=0, max_msg_size=1 << 20) as socket:
+        async for message in socket:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            text = message.data
+            if '"type":"token"' in text:
+                yield json.loads(text)["data"]["tokens"]
+            elif '"type":' not in text:
+                yield 1
+
+
+async def _read(url: str, interval_ms: float) -> dict[str, Any]:
+    """``STREAMS`` streams (or sockets, for a ``ws://`` URL) at once: lateness over token gaps,
+    the first token from the request (the connection attempt), tokens received, failures."""
+    import aiohttp
+
+    read_tokens = _ws_tokens if url.startswith("ws://") else _sse_tokens
     token_gaps: list[float] = []
     first_token: list[float] = []
     tokens = failed = 0
@@ -100,33 +94,20 @@ async def _read_ws(url: str, interval_ms: float) -> dict[str, Any]:
         started = time.perf_counter()
         last_token = None
         try:
-            async with http.ws_connect(url, compress=0, max_msg_size=1 << 20) as socket:
-                async for message in socket:
-                    now = time.perf_counter()
-                    if message.type is not aiohttp.WSMsgType.TEXT:
-                        break
-                    text = message.data
-                    if '"type":"token"' in text:
-                        tokens += json.loads(text)["data"]["tokens"]
-                    elif '"type":' in text:
-                        continue  # the product's start and done
-                    else:
-                        tokens += 1
-                    if last_token is None:
-                        first_token.append((now - started) * 1000)
-                    else:
-                        token_gaps.append((now - last_token) * 1000 - interval_ms)
-                    last_token = now
+            async for count in read_tokens(http, url):
+                now = time.perf_counter()
+                tokens += count
+                if last_token is None:
+                    first_token.append((now - started) * 1000)
+                else:
+                    token_gaps.append((now - last_token) * 1000 - interval_ms)
+                last_token = now
         except (aiohttp.ClientError, OSError, TimeoutError):
             failed += 1
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         await asyncio.gather(*(one(http) for _ in range(STREAMS)))
-    return _figures(token_gaps, first_token, tokens, failed)
-
-
-def _figures(token_gaps: list[float], first_token: list[float], tokens: int, failed: int) -> dict[str, Any]:
     return {
         "late_p50_ms": _pct(token_gaps, 0.5),
         "late_p99_ms": _pct(token_gaps, 0.99),
@@ -218,8 +199,7 @@ def _cell(summary: dict[str, float], digits: int = 0) -> str:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--client":
-        read = _read_ws if sys.argv[2].startswith("ws://") else _read
-        print(json.dumps(asyncio.run(read(sys.argv[2], float(sys.argv[3])))))
+        print(json.dumps(asyncio.run(_read(sys.argv[2], float(sys.argv[3])))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ws", action="store_true", help="over WebSockets instead of SSE")
