@@ -243,20 +243,21 @@ _h11_stream_send = H11Protocol.stream_send
 
 
 async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
-    if type(event) is Data:  # a WebSocket frame: what Hypercorn's own branch does, without its checks
-        await self.send(RawData(data=event.data))
-        return
-    if type(event) is Response and self.connection.their_state is h11.SEND_BODY and event.status_code >= 200:
-        # answered before the request's body came whole: the connection closes after it (fix 3)
-        headers = [*event.headers, (b"connection", b"close")]
-        event = Response(stream_id=event.stream_id, headers=headers, status_code=event.status_code)
-    if type(event) is Body:
+    kind = type(event)
+    if kind is Body:  # an SSE event's chunk: the per-token case, looked at first
         connection = self.connection
         if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:
             data = event.data
             if data:  # an empty chunk would read as the end of the body; h11 drops it too
                 await self.send(RawData(data=b"%x\r\n%b\r\n" % (len(data), data)))
             return
+    elif kind is Data:  # a WebSocket frame: what Hypercorn's own branch does, without its checks
+        await self.send(RawData(data=event.data))
+        return
+    elif kind is Response and self.connection.their_state is h11.SEND_BODY and event.status_code >= 200:
+        # answered before the request's body came whole: the connection closes after it (fix 3)
+        headers = [*event.headers, (b"connection", b"close")]
+        event = Response(stream_id=event.stream_id, headers=headers, status_code=event.status_code)
     await _h11_stream_send(self, event)
 
 
