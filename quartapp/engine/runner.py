@@ -228,18 +228,23 @@ class Run:
                             log.exception("provider %s failed", provider.info.name)
                             failure = ProviderError(f"the model provider failed: {type(exc).__name__}")
                             break
-                        if type(delta) is not Delta or type(delta.text) is not str:
+                        if type(delta) is not Delta or type(delta[0]) is not str:
                             failure = ProviderError(f"the provider sent a malformed item ({type(delta).__name__})")
                             break
-                        if delta.queued_position is not None:
-                            yield ("queued", {"position": delta.queued_position})
+                        text, tokens, usage, finish_reason, queued_position = delta  # one unpacking per token
+                        if queued_position is not None:
+                            yield ("queued", {"position": queued_position})
                             continue
-                        self._note(delta)
-                        if delta.text:
+                        self._output_tokens += tokens
+                        if usage is not None:
+                            self._usage = usage
+                        if finish_reason is not None:
+                            self.finish_reason = "length" if finish_reason == "length" else "finished"
+                        if text:
                             if not gathered and stamp:
                                 taken = time.time_ns()
                             gathered.append(delta)
-                            gathered_tokens += delta.tokens
+                            gathered_tokens += tokens
                             if gathered_tokens >= max_batch:
                                 events, gathered, gathered_tokens = self._shape(gathered, taken), [], 0
                                 for event in events:
@@ -267,13 +272,6 @@ class Run:
                 if event[0] == "token":
                     event[1]["t"] = taken
         return events
-
-    def _note(self, delta: Delta) -> None:
-        self._output_tokens += delta.tokens
-        if delta.usage is not None:
-            self._usage = delta.usage
-        if delta.finish_reason is not None:
-            self.finish_reason = "length" if delta.finish_reason == "length" else "finished"
 
     def done_data(self, status: str, reason: str, result: BaseModel | None = None) -> dict[str, object]:
         usage = self.usage()

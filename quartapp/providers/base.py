@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Role = Literal["system", "user", "assistant"]
 
@@ -60,9 +60,11 @@ class Usage:
     output_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """A piece of output. ``tokens`` is how many model tokens ``text`` holds."""
+class Delta(NamedTuple):
+    """A piece of output. ``tokens`` is how many model tokens ``text`` holds.
+
+    Made once per token, so a named tuple: as immutable as a frozen dataclass, and made in
+    a third of the time (a frozen dataclass sets each field through ``object.__setattr__``)."""
 
     text: str = ""
     tokens: int = 0

@@ -6,7 +6,8 @@ the failure:
 - ``raise``: a typed ``ProviderError`` (what an upstream HTTP 500 or an in-band error becomes);
 - ``stall``: no token for longer than ``TOKEN_TIMEOUT_S`` (0.5 s here);
 - ``bug``: a ``RuntimeError`` (an untyped provider bug);
-- ``malformed``: an item that is not a ``Delta``; ``bad-text``: a ``Delta`` whose text is not a str.
+- ``malformed``: an item that is not a ``Delta`` (``delta-shaped-tuple``: nor is a tuple of its
+  shape); ``bad-text``: a ``Delta`` whose text is not a str.
 
 Pass criteria, for each: the SSE reader gets a typed ``error`` (``provider_error``, or
 ``provider_timeout`` for the stall) as the last event, within 1 s of the failure (the
@@ -55,6 +56,8 @@ class FailingProvider:
             raise RuntimeError("a bug in the provider")
         if mode == "malformed":
             yield {"text": "not a Delta"}
+        if mode == "delta-shaped-tuple":  # a Delta is a named tuple: a plain tuple of its shape is still not one
+            yield (" word", 1, None, None, None)
         if mode == "bad-text":
             yield Delta(text=12345, tokens=1)  # type: ignore[arg-type]
         yield Delta(text=" end", tokens=1, finish_reason="stop")
@@ -79,6 +82,7 @@ CASES = [
     ("stall", "provider_timeout", TOKEN_TIMEOUT_S + 1.0),
     ("bug", "provider_error", 1.0),
     ("malformed", "provider_error", 1.0),
+    ("delta-shaped-tuple", "provider_error", 1.0),
     ("bad-text", "provider_error", 1.0),
 ]
 
