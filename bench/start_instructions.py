@@ -200,15 +200,16 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     results: dict[str, Any] = {}
+    key = "instructions_per_token" if args.per_token else "instructions_per_stream"
     only = set(args.only.split(",")) if args.only else None
     for name, argv, cwd, env, path in _servers(args.ws):
         if only is None or name in only:
             keep = args.keep / f"callgrind-{name}.out" if args.keep else None
             count = _count(argv, cwd, env, path, args.streams, args.ws, args.per_token, args.connections, keep)
-            results[name] = {"instructions_per_stream": round(count)}
-    product = next(iter(results.values()))["instructions_per_stream"]
+            results[name] = {key: round(count)}
+    product = next(iter(results.values()))[key]
     for row in results.values():
-        row["ratio_to_product"] = round(row["instructions_per_stream"] / product, 3)
+        row["ratio_to_product"] = round(row[key] / product, 3)
     unit = "WebSocket connection" if args.ws else "stream"
     what = f"three-event {unit}"
     if args.per_token:
@@ -225,7 +226,7 @@ def main() -> None:
     print(f"\nInstructions the server executes per {what} ({args.streams} of them, callgrind)\n")
     print(f"| server | instructions per {unit} | x product |\n|---|---:|---:|")
     for name, row in results.items():
-        print(f"| {name} | {row['instructions_per_stream']:,} | {row['ratio_to_product']:.2f} |")
+        print(f"| {name} | {row[key]:,} | {row['ratio_to_product']:.2f} |")
 
 
 if __name__ == "__main__":

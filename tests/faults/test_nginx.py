@@ -156,8 +156,9 @@ def _latencies(events: list[dict[str, Any]], arrivals: list[int]) -> list[float]
 
 
 async def _quiet_stream(client: httpx2.AsyncClient) -> tuple[float, int, list[dict[str, Any]]]:
-    """Two tokens 3 s apart: longer than nginx's proxy_read_timeout; only heartbeats keep it open."""
-    params = {"question": "quiet", "max_tokens": 2, "interval_ms": 3000}
+    """Three tokens 3 s apart (two quiet gaps, each longer than nginx's proxy_read_timeout); only
+    heartbeats keep it open."""
+    params = {"question": "quiet", "max_tokens": 3, "interval_ms": 3000}
     raw = b""
     began = time.monotonic()
     async with asyncio.timeout(20), client.stream("GET", "/api/stream/ai-block/ask_question", params=params) as r:
