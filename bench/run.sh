@@ -5,13 +5,14 @@
 # model is not what is measured. Like with like: in the harness the product sends one
 # token per event, as the peers do (COALESCE_MAX_TOKENS=1), and every count is what the
 # client received.
-#   bench/run.sh        everything below, about 20 minutes here
+#   bench/run.sh        everything below, about 35 minutes here
 #   bench/run.sh --scenarios S1,S2 --runs 1     the harness part only, with its options
 # 1. the harness: S1-S3 (SSE, S3 at 10,000 streams) and W1-W2 (WebSocket) for the product (asyncio
 #    and uvloop workers), quart+hypercorn (both workers) and raw-asgi+hypercorn;
 # 2. then the product's own scenarios, each beside the peers where it has one: 1,000 streams on a
 #    model's clock (tokens every 20 and 10 ms) with server CPU per token, over SSE and over
-#    WebSockets (bench/model_clock.py, --ws),
+#    WebSockets (bench/model_clock.py, --ws), what one more token costs the server in instructions
+#    under callgrind, the noise-free complement of the CPU figure (bench/start_instructions.py --per-token),
 #    W1/W2 for the product (bench/ws.py), one stream with coalescing on (bench/tokens.py),
 #    resume of 2,000 missed events from the memory and Redis logs (bench/replay.py), added
 #    latency (bench/latency.py), and the local model (bench/local_model.py).
@@ -23,10 +24,10 @@ shared="${SHARED_BENCH:-$root/../shared/bench}"
 export SHARED_BENCH="$shared"  # the Python scenarios use the same harness
 [ -x "$root/.venv/bin/python" ] || bash "$root/scripts/setup.sh"
 "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements-dev.txt"  # load clients
-if ! command -v redis-server >/dev/null; then  # for the Redis log's replay
+if ! command -v redis-server >/dev/null || ! command -v valgrind >/dev/null; then  # the Redis replay; callgrind
   sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends redis-server
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends redis-server valgrind
 fi
 # Per-client limits off (the load comes from one address, anonymous) and request logs at warning
 # (the peers log nothing per request): the streaming path is what is measured.
@@ -56,6 +57,9 @@ section "1,000 streams on a model's clock, beside Quart and raw ASGI (bench/mode
 "$py" -m bench.model_clock --out "${json%.json}-model-clock.json" >> "$md"
 section "1,000 WebSockets on a model's clock, beside Quart and raw ASGI (bench/model_clock.py --ws)"
 "$py" -m bench.model_clock --ws --out "${json%.json}-model-clock-ws.json" >> "$md"
+section "What one more token costs the server in instructions, SSE and WebSocket (bench/start_instructions.py --per-token)"
+"$py" -m bench.start_instructions --per-token --streams 200 --out "${json%.json}-token-instructions.json" >> "$md"
+"$py" -m bench.start_instructions --per-token --ws --streams 200 --out "${json%.json}-token-instructions-ws.json" >> "$md"
 section "W1/W2 for the product (bench/ws.py: the shared driver cannot count its frames)"
 "$py" -m bench.ws >> "$md"
 section "One stream at interval 0 with coalescing on, the product alone (bench/tokens.py)"
