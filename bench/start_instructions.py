@@ -59,7 +59,9 @@ async def _ws_load(port: int, path: str, sockets: int, connections: int = CONNEC
 
     async def client(count: int) -> None:
         for _ in range(count):
-            async with connect(f"ws://127.0.0.1:{port}{path}", compression=None, open_timeout=300) as ws:
+            # a server under callgrind answers slowly: no handshake deadline, no keep-alive pings
+            url = f"ws://127.0.0.1:{port}{path}"
+            async with connect(url, compression=None, open_timeout=300, ping_interval=None) as ws:
                 async for _message in ws:
                     pass
             if ws.close_code != 1000:
@@ -127,7 +129,8 @@ def _count(
 ) -> float:
     """Instructions the server executes per stream (or WebSocket connection) of the load; with
     ``per_token``, per extra token between a short and a long stream. ``keep``: a file to copy
-    callgrind's output of the (last) counted phase to, for ``callgrind_annotate``."""
+    callgrind's output of the counted phase to, for ``callgrind_annotate`` (with ``per_token``, the
+    short streams' phase also goes to ``keep`` with ``.few`` added)."""
     port = free_port()
     argv = [a.replace("{port}", str(port)) for a in argv]
 
@@ -163,6 +166,8 @@ def _count(
         files = sorted(Path(tmp).glob("callgrind.out*"), key=_dump_number)
         if keep is not None:
             shutil.copy(files[-1], keep)
+            if len(files) > 1:
+                shutil.copy(files[0], f"{keep}.few")
         counts = [_totals(f) for f in files]
         if not per_token:
             return counts[-1] / streams
