@@ -64,7 +64,7 @@ class Delta(NamedTuple):
     """A piece of output. ``tokens`` is how many model tokens ``text`` holds.
 
     Made once per token, so a named tuple: as immutable as a frozen dataclass, and made in
-    a third of the time (a frozen dataclass sets each field through ``object.__setattr__``)."""
+    about half the time (a frozen dataclass sets each field through ``object.__setattr__``)."""
 
     text: str = ""
     tokens: int = 0
