@@ -22,7 +22,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.latency import BENCH_ENV, PY, SHARED, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, SHARED, free_port, wait_ready
 
 PATH = "/api/stream/ai-block/ask_question?input=bench&max_tokens=60&interval_ms=1000"
 

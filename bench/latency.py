@@ -1,88 +1,141 @@
-"""Added latency from the provider's token to the client, at 1 and 100 concurrent streams.
+"""Added latency: a token's server timestamp to its arrival at the client, the product beside its peers.
 
-Starts the product (scripted provider, EVENT_TIMESTAMPS=true, server pinned to CPU 1),
-reads one-shot SSE streams with the shared harness's load client (pinned to CPU 0), and
-prints p50/p99 of ``delivery`` = client arrival time - the server's ``t`` (the moment the
-engine took the token from the provider; one clock). Usage: ``python bench/latency.py``.
+Each server (the product with the scripted provider and ``EVENT_TIMESTAMPS=true``, Quart and raw
+ASGI on Hypercorn from the shared harness) is started fresh, pinned to CPU 1, and read by the
+same client pinned to CPU 0: one stream at a time (5 streams in turn), then 100 streams at once,
+100 tokens each, one every 20 ms. ``delivery`` = the client's wall clock when the event arrived
+minus the event's ``t`` (one clock, one machine), kept apart for each stream's first token and
+for the tokens after it.
+
+The stamps are not taken at the same point: the product's ``t`` is when the engine took the
+token from the provider (before the shaper, the log and the write), a peer's just before it
+frames and writes its event. So the product's figure covers more of its path than the peers'.
+
+Usage: ``python -m bench.latency [--runs 3] [--out FILE.json]`` (about 3 minutes); prints
+Markdown, median (range) over the runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
-import os
-import secrets
-import socket
+import re
+import statistics
 import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-#: The shared harness (its load clients and peers); ``SHARED_BENCH`` names it elsewhere, as for bench/run.sh.
-SHARED = Path(os.environ.get("SHARED_BENCH") or ROOT.parent / "shared" / "bench")
-LOAD = SHARED / "sse_load.py"
-PY = str(ROOT / ".venv" / "bin" / "python")
-#: Per-client limits off (the load is one anonymous address) and no per-request log lines:
-#: the streaming path is what is measured.
-#: A secret key of the run's own: without one the server warns that sessions last one process.
-BENCH_ENV = {
-    "RATE_LIMIT": "",
-    "IP_RATE_LIMIT": "",
-    "MAX_CONCURRENT_STREAMS": "0",
-    "IP_MAX_CONCURRENT_STREAMS": "0",
-    "SHARED_GENERATIONS": "false",
-    "LOG_LEVEL": "WARNING",
-    "SECRET_KEY": secrets.token_urlsafe(32),
-}
+from bench.servers import PY, ROOT, SHARED, free_port, peers, wait_ready
+
+SERVERS = ("product", "product-before", "quart+hypercorn", "raw-asgi+hypercorn")
+TOKENS, INTERVAL_MS = 100, 20
+#: (label, streams at once, rounds of them)
+LOADS = (("1 stream", 1, 5), ("100 streams", 100, 1))
+_T = re.compile(rb'"t":\s*(\d+)')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def wait_ready(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def _read(url: str, streams: int, rounds: int) -> dict[str, Any]:
+    """``rounds`` times ``streams`` streams at once; delivery of every stamped event, in ms."""
+    import aiohttp
+
+    sys.path.insert(0, str(SHARED))
+    from sse_load import SSEParser  # type: ignore[import-not-found]  # the harness's own parser
+
+    first: list[float] = []
+    later: list[float] = []
+    failed = 0
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        parser, seen = SSEParser(), 0
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
+            async with http.get(url, headers={"Accept": "text/event-stream"}) as response:
+                while chunk := await response.content.readany():
+                    events = parser.feed(chunk)
+                    arrived = time.time_ns()
+                    for _type, data, _id in events:
+                        stamp = _T.search(data)
+                        if stamp is not None:
+                            (later if seen else first).append((arrived - int(stamp.group(1))) / 1e6)
+                            seen += 1
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            failed += 1
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        for _ in range(rounds):
+            await asyncio.gather(*(one(http) for _ in range(streams)))
+    every = first + later
+    return {
+        "events": len(every),
+        "p50_ms": _pct(every, 0.5),
+        "p99_ms": _pct(every, 0.99),
+        "first_token_p99_ms": _pct(first, 0.99),
+        "later_tokens_p99_ms": _pct(later, 0.99),
+        "failed": failed,
+    }
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], port: int, url: str) -> dict[str, Any]:
+    server = subprocess.Popen(
+        ["taskset", "-c", "1", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(port)
+        time.sleep(1.0)
+        results = {}
+        for label, streams, rounds in LOADS:
+            client = ["taskset", "-c", "0", PY, "-m", "bench.latency", "--client", url, str(streams), str(rounds)]
+            out = subprocess.run(client, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            results[label] = json.loads(out)
+        return results
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
 def main() -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "AI_PROVIDER": "scripted",
-        "EVENT_TIMESTAMPS": "true",
-        "PORT": str(port),
-        **BENCH_ENV,
-    }
-    pin = ["taskset", "-c", "1"] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
-    server = subprocess.Popen([*pin, PY, "-m", "quartapp"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_ready(port)
-        url = f"http://127.0.0.1:{port}/api/stream/ai-block/ask_question?input=latency&max_tokens=100&interval_ms=20"
-        print("| streams | events | delivery p50 ms | delivery p99 ms | late p99 ms | TTFE p99 ms | errors |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for conns in (1, 100):
-            with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                pin0 = ["taskset", "-c", "0"] if pin else []
-                cmd = [*pin0, PY, str(LOAD), "--url", url, "-c", str(conns), "--duration", "20", "--out", out.name]
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                r = json.loads(Path(out.name).read_text())
-            d, late, ttfe = r["delivery_ms"], r["late_ms"], r["ttfe_ms"]
-            print(
-                f"| {conns} | {r['events']['total']} | {d['p50']:.2f} | {d['p99']:.2f} | {late['p99']:.2f} "
-                f"| {ttfe['p99']:.1f} | {sum(r['errors'].values())} |"
-            )
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    if len(sys.argv) == 5 and sys.argv[1] == "--client":
+        print(json.dumps(asyncio.run(_read(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.runs):  # servers interleaved, so a noisy minute hits each of them once
+        for name, argv, cwd, env, path in peers():
+            if name not in SERVERS:
+                continue
+            port = free_port()
+            argv = [a.replace("{port}", str(port)) for a in argv]
+            env = {**env, "PORT": str(port), "EVENT_TIMESTAMPS": "true"}
+            url = f"http://127.0.0.1:{port}" + path.format(n=TOKENS, interval=INTERVAL_MS)
+            runs.setdefault(name, []).append(_run(argv, cwd, env, port, url))
+    if args.out:
+        args.out.write_text(json.dumps({"tokens": TOKENS, "interval_ms": INTERVAL_MS, "runs": runs}, indent=1))
+    print(f"Token timestamp to client, {TOKENS} tokens a stream, one every {INTERVAL_MS} ms:", end=" ")
+    print(f"ms, median (range) of {args.runs} runs\n")
+    print("| server | streams | events (run 1) | p50 | p99 | first token p99 | later tokens p99 | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, server_runs in runs.items():
+        for label, _streams, _rounds in LOADS:
+            rows = [run[label] for run in server_runs]
+            keys = ("p50_ms", "p99_ms", "first_token_p99_ms", "later_tokens_p99_ms")
+            cells = " | ".join(_cell([r[key] for r in rows]) for key in keys)
+            print(f"| {name} | {label} | {rows[0]['events']:,} | {cells} | {sum(r['failed'] for r in rows)} |")
 
 
 if __name__ == "__main__":

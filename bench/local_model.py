@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, ROOT, free_port, wait_ready
 
 QUESTIONS = (
     "Why is the sky blue?",

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from bench.latency import PY, ROOT
+from bench.servers import PY, ROOT
 
 N_CTX_PER_SLOT = 2048  # LOCAL_N_CTX's default
 

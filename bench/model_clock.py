@@ -19,7 +19,7 @@ so the burst's queueing falls into the product's lateness and into the peers' ti
 message; here it falls into the time to the first token for everyone.
 
 Each figure is the median of ``--runs`` runs with the range beside it. ``BENCH_BEFORE=<dir>``
-adds the product from another checkout (an older commit) as ``product-before``.
+adds the product from another checkout (an older commit) as ``product-before`` (:func:`bench.servers.peers`).
 Usage: ``python -m bench.model_clock [--ws] [--runs 3] [--out FILE.json]`` (about 4 minutes each).
 """
 
@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
+from bench.servers import PY, ROOT, SHARED, free_port, peers, wait_ready
 
 STREAMS, TOKENS = 1000, 50
 INTERVALS_MS = (20.0, 10.0)
@@ -156,38 +156,6 @@ def _run(
         server.wait(timeout=30)
 
 
-def _peers(ws: bool = False) -> list[tuple[str, list[str], Path, dict[str, str], str]]:
-    """(name, argv with {port}, cwd, env, path with {interval}); the WebSocket routes with ``ws``."""
-    product_env = {
-        **os.environ,
-        "AI_PROVIDER": "scripted",
-        "COALESCE_MAX_TOKENS": "1",
-        "MAX_TOKENS": "32768",
-        **BENCH_ENV,
-    }
-    product_path = "/api/stream/ai-block/ask_question?input=bench&max_tokens={n}&interval_ms={interval}"
-    peer_path = "/stream?n={n}&interval_ms={interval}"
-    if ws:
-        product_path, peer_path = "/ws" + product_path.removeprefix("/api"), "/ws?n={n}&interval_ms={interval}"
-    hypercorn = [PY, "-m", "hypercorn", "--backlog", "4096", "-b", "127.0.0.1:{port}"]
-    uvloop = [*hypercorn, "-k", "uvloop"]
-    shared_peers = SHARED / "peers"
-    peers = [
-        ("product", [PY, "-m", "quartapp"], ROOT, product_env, product_path),
-        ("product-uvloop", [PY, "-m", "quartapp"], ROOT, {**product_env, "WORKER_CLASS": "uvloop"}, product_path),
-    ]
-    before = os.environ.get("BENCH_BEFORE")
-    if before:
-        older = Path(before).resolve()
-        peers.append(("product-before", [PY, "-m", "quartapp"], older, product_env, product_path))
-    peers += [
-        ("quart+hypercorn", [*hypercorn, "quart_app:app"], shared_peers, dict(os.environ), peer_path),
-        ("quart+hypercorn-uvloop", [*uvloop, "quart_app:app"], shared_peers, dict(os.environ), peer_path),
-        ("raw-asgi+hypercorn", [*hypercorn, "raw_asgi:app"], shared_peers, dict(os.environ), peer_path),
-    ]
-    return peers
-
-
 def _summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
     values = [r[key] for r in runs]
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -211,7 +179,7 @@ def main() -> None:
     for interval in INTERVALS_MS:
         rows: dict[str, dict[str, Any]] = {}
         for _ in range(args.runs):  # peers interleaved, so a noisy minute hits each of them once
-            for name, argv, cwd, env, path in _peers(args.ws):
+            for name, argv, cwd, env, path in peers(args.ws):
                 port = free_port()
                 argv = [a.replace("{port}", str(port)) for a in argv]
                 env = {**env, "PORT": str(port)}

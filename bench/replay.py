@@ -21,7 +21,7 @@ import time
 
 import httpx2
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, ROOT, free_port, wait_ready
 
 EVENTS = 2000
 TRIALS = 7

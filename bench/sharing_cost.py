@@ -24,8 +24,8 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from bench.latency import BENCH_ENV, PY, ROOT, free_port, wait_ready
 from bench.local_model import write_report
+from bench.servers import BENCH_ENV, PY, ROOT, free_port, wait_ready
 
 
 def cpu_seconds(pid: int) -> float:

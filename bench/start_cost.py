@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.latency import PY, ROOT, free_port, wait_ready
-from bench.model_clock import _cell, _cpu_s, _peers, _summary
+from bench.model_clock import _cell, _cpu_s, _summary
+from bench.servers import PY, ROOT, free_port, peers, wait_ready
 
 CONNECTIONS = 50
 API_KEY = "bench-start-cost-key-0123456789"
@@ -83,10 +83,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    peers = [p for p in _peers() if p[0] in ("product", "product-before", "quart+hypercorn", "raw-asgi+hypercorn")]
-    product = next(p for p in peers if p[0] == "product")
+    servers = [p for p in peers() if p[0] in ("product", "product-before", "quart+hypercorn", "raw-asgi+hypercorn")]
+    product = next(p for p in servers if p[0] == "product")
     keyed = ("product, API key", product[1], product[2], {**product[3], "API_KEYS": API_KEY}, product[4])
-    cases = [(*peer, "") for peer in peers] + [(*keyed, f"Authorization: Bearer {API_KEY}\r\n")]
+    cases = [(*peer, "") for peer in servers] + [(*keyed, f"Authorization: Bearer {API_KEY}\r\n")]
     runs: dict[str, list[float]] = {}
     for _ in range(args.runs):  # interleaved, so a noisy minute hits each once
         for name, argv, cwd, env, path, header in cases:

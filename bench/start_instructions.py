@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
 
 WARM_UP_STREAMS = 100
 PRODUCT_PATH = "/api/stream/ai-block/ask_question?input=bench&max_tokens=1&interval_ms=0"

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
 
 TOKENS = 20_000
 

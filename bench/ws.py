@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.latency import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
+from bench.servers import BENCH_ENV, PY, ROOT, SHARED, free_port, wait_ready
 
 LOAD = SHARED / "ws_load.py"
 
