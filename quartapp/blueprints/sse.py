@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from quart import Response, request
@@ -12,7 +13,7 @@ from quartapp.asgi import asgi_send, claim_sends
 from quartapp.headers import optional_header
 from quartapp.state import Services, services
 from quartapp.streams.events import Entry
-from quartapp.streams.log import Deliver, StreamInfo
+from quartapp.streams.log import StreamInfo
 from quartapp.streams.sse import HEARTBEAT, retry_frame, sse_response
 
 log = structlog.get_logger(__name__)
@@ -24,47 +25,64 @@ def cursor_from_request(after: str | None) -> str | None:
     return optional_header(request.headers, "Last-Event-ID") or after or None
 
 
+class _ChunkWriter:
+    """What this reader has sent, and how the producer writes one event to it: the event's SSE
+    frame as the response's ASGI send. The ``retry:`` frame rides on the first chunk, whoever
+    writes it. The producer calls it on every token: an object with slots is one place a token
+    reads, where a closure is a function and its cells."""
+
+    __slots__ = ("events", "retry", "send")
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]] | None, retry: bytes) -> None:
+        self.send, self.retry, self.events = send, retry, 0
+
+    def first_or(self, chunk: bytes) -> bytes:
+        retry = self.retry
+        if retry:
+            self.retry = b""
+            return retry + chunk
+        return chunk
+
+    async def __call__(self, entry: Entry) -> None:
+        self.events += 1
+        chunk = self.first_or(entry.sse) if self.retry else entry.sse
+        # handed to the log as its deliver only when there is a send
+        await self.send({"type": "http.response.body", "body": chunk, "more_body": True})  # type: ignore[misc]
+
+
 async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) -> AsyncIterator[bytes]:
     """The response body. It runs after the handler returns, outside the app context,
     so it gets the services passed in. Nothing is bound to the log context here: a bound
     field costs every held stream a context of its own; the one line names its stream.
 
     What this generator yields, Quart sends; while the reader keeps up, the producer
-    writes each event itself with ``deliver`` (the response's ASGI send), in its own step.
-    The ``retry:`` frame rides on the first write, whoever makes it: one write fewer per stream."""
-    reason, events = "client_gone", 0  # unless the stream ends first
-    retry = retry_frame(core.settings.SSE_RETRY_MS)  # sent with the first chunk, then b""
+    writes each event itself with the writer (the response's ASGI send), in its own step."""
+    reason = "client_gone"  # unless the stream ends first
     send = asgi_send.get()
-    deliver: Deliver | None = None
+    writer = _ChunkWriter(send, retry_frame(core.settings.SSE_RETRY_MS))
     if send is not None:
         # this task is the reader the send watch drops, though the producer may write first
         claim_sends()
-
-        async def deliver(entry: Entry) -> None:
-            nonlocal events, retry
-            events += 1
-            if retry:
-                chunk, retry = retry + entry.sse, b""
-            else:
-                chunk = entry.sse
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
     try:
-        async for batch in core.streams.follow(stream_id, cursor, owner, deliver):
-            events += len(batch)
+        async for batch in core.streams.follow(stream_id, cursor, owner, writer if send is not None else None):
+            writer.events += len(batch)
             if not batch:
                 chunk = HEARTBEAT
             elif len(batch) == 1:
                 chunk = batch[0].sse
             else:
                 chunk = b"".join(entry.sse for entry in batch)
-            if retry:
-                chunk, retry = retry + chunk, b""
-            yield chunk
+            yield writer.first_or(chunk)
         reason = "stream_ended"
     finally:
         if _levels.isEnabledFor(logging.INFO):
-            log.info("sse reader ended", stream_id=stream_id, reason=reason, events=events, resumed=cursor is not None)
+            log.info(
+                "sse reader ended",
+                stream_id=stream_id,
+                reason=reason,
+                events=writer.events,
+                resumed=cursor is not None,
+            )
 
 
 def stream_response(info: StreamInfo, cursor: str | None, owner: str) -> Response:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -114,21 +116,32 @@ class _Socket:
                 await task
 
 
+class _FrameWriter:
+    """Writes one event as one frame, the ASGI message itself (Quart's ``send()`` also sleeps(0)
+    per frame), under the socket's send watch. The producer calls it on every token: an
+    object with slots is one place a token reads, where a closure is a function and its cells."""
+
+    __slots__ = ("send", "watch")
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]], watch: SendWatch) -> None:
+        self.send, self.watch = send, watch
+
+    async def __call__(self, entry: Entry) -> None:
+        watch = self.watch
+        watch.begin()
+        try:
+            await self.send({"type": "websocket.send", "bytes": None, "text": entry.ws})
+        finally:
+            watch.end()
+
+
 async def _relay(core: Services, stream_id: str, after: str | None, owner: str) -> bool:
     """Send a stream's events on this socket until it ends. False when the reader stopped
     reading and was dropped (the stream goes on and can be resumed)."""
     # One lazy timer, not one per batch; the sender is this task, whoever starts a write.
     watch = SendWatch(core.settings.SEND_TIMEOUT_S, asyncio.current_task())
     send = asgi_send.get()
-    deliver: Deliver | None = None
-    if send is not None:  # frames go out as the ASGI message (Quart's send() also sleeps(0) per frame)
-
-        async def deliver(entry: Entry) -> None:
-            watch.begin()
-            try:
-                await send({"type": "websocket.send", "bytes": None, "text": entry.ws})
-            finally:
-                watch.end()
+    deliver: Deliver | None = None if send is None else _FrameWriter(send, watch)
 
     try:
         async with contextlib.aclosing(core.streams.follow(stream_id, after, owner, deliver)) as batches:

@@ -107,6 +107,20 @@ class _QuietWatch:
 class Run:
     """One generation in progress: its events, and its result so far."""
 
+    # Read on every token: slots keep its fields with it (see TextShaper).
+    __slots__ = (
+        "_engine",
+        "_first",
+        "_output_tokens",
+        "_shaper",
+        "_turn",
+        "_usage",
+        "final",
+        "finish_reason",
+        "request",
+        "stream_id",
+    )
+
     def __init__(self, engine: Engine, request: BlockRequest, stream_id: str) -> None:
         self.request = request
         self.stream_id = stream_id

@@ -27,6 +27,10 @@ __all__ = ("Event", "JSONItemsShaper", "Shaper", "TextShaper")
 class TextShaper:
     """Markdown answers (ask, ELI10): each coalesced piece is one ``token`` event."""
 
+    # Slots: a token reads the shaper, and a slotted object is one place in memory, not an
+    # object and its attribute values apart (bench/results/measurements-2026-12-07-stop30.md).
+    __slots__ = ("_block", "_parts")
+
     def __init__(self, block_type: str) -> None:
         self._block = block_type
         self._parts: list[str] = []

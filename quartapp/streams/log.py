@@ -228,7 +228,9 @@ class _MemoryStream:
         # costs 600 bytes), a bounded deque from the event that would overflow it.
         self.entries: list[Entry] | deque[Entry] = []
         self.state = StreamState()
-        self.waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
+        # Readers waiting for the next append; the shared empty tuple while there are none, so
+        # that an append (which looks on every token) reads no list of this stream's own.
+        self.waiters: list[asyncio.Future[None]] | tuple[()] = ()
         self.parked: list[Parked] = []  # caught-up readers the producer writes to directly
         self.info_fields = fields
         self.last_seq = 0
@@ -282,9 +284,9 @@ class MemoryStreamLog:
         stream = self._streams.get(stream_id)
         if stream is None:  # expired, or the log closed under a producer that is still ending
             raise Fenced(f"stream {stream_id} is no longer in the log")
-        if event_type == "token" and stream.entries:
+        if event_type == "token" and stream.last_seq > stream.taken_seq:  # the last entry is not handed out
             last = stream.entries[-1]
-            if last.seq > stream.taken_seq and last.type == "token" and last.absorb(data, self._coalesce):
+            if last.type == "token" and last.absorb(data, self._coalesce):
                 stream.state.apply(Fold.TEXT, data)
                 stream.active_at = time.monotonic()
                 return last  # its readers were woken when it was appended
@@ -337,7 +339,7 @@ class MemoryStreamLog:
     def _wake(stream: _MemoryStream) -> None:
         waiters = stream.waiters
         if waiters:
-            stream.waiters = []
+            stream.waiters = ()
             for waiter in waiters:
                 if not waiter.done():  # a reader cancelled meanwhile
                     waiter.set_result(None)
@@ -393,7 +395,10 @@ class MemoryStreamLog:
             if self._heartbeat is None:
                 self._heartbeat = asyncio.create_task(self._beat(timeout), name="memory-log-heartbeat")
             waiter = stream.loop.create_future()
-            stream.waiters.append(waiter)
+            if isinstance(stream.waiters, list):
+                stream.waiters.append(waiter)
+            else:
+                stream.waiters = [waiter]
             await waiter  # an append, or the heartbeat after ``timeout`` of quiet
             if self._streams.get(stream_id) is not stream:
                 return []  # dropped (expired, or the log closed) meanwhile
