@@ -28,18 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.servers import PY, ROOT, SHARED, free_port, peers, wait_ready
+from bench.model_clock import _pct
+from bench.servers import CLIENT_PIN, PY, ROOT, SHARED, free_port, peers, serving
 
 SERVERS = ("product", "product-before", "quart+hypercorn", "raw-asgi+hypercorn")
 TOKENS, INTERVAL_MS = 100, 20
 #: (label, streams at once, rounds of them)
 LOADS = (("1 stream", 1, 5), ("100 streams", 100, 1))
 _T = re.compile(rb'"t":\s*(\d+)')
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def _read(url: str, streams: int, rounds: int) -> dict[str, Any]:
@@ -85,21 +81,13 @@ async def _read(url: str, streams: int, rounds: int) -> dict[str, Any]:
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str], port: int, url: str) -> dict[str, Any]:
-    server = subprocess.Popen(
-        ["taskset", "-c", "1", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_ready(port)
-        time.sleep(1.0)
-        results = {}
+    results = {}
+    with serving(argv, cwd, env, port):
         for label, streams, rounds in LOADS:
-            client = ["taskset", "-c", "0", PY, "-m", "bench.latency", "--client", url, str(streams), str(rounds)]
+            client = [*CLIENT_PIN, PY, "-m", "bench.latency", "--client", url, str(streams), str(rounds)]
             out = subprocess.run(client, cwd=ROOT, check=True, capture_output=True, text=True).stdout
             results[label] = json.loads(out)
-        return results
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    return results
 
 
 def _cell(values: list[float], digits: int = 2) -> str:

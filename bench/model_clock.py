@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.servers import PY, ROOT, SHARED, free_port, peers, wait_ready
+from bench.servers import CLIENT_PIN, PY, ROOT, SHARED, free_port, peers, serving
 
 STREAMS, TOKENS = 1000, 50
 INTERVALS_MS = (20.0, 10.0)
@@ -137,23 +137,15 @@ def _cpu_s(pid: int) -> float:
 def _run(
     argv: list[str], cwd: Path, env: dict[str, str], port: int, path: str, interval_ms: float, ws: bool = False
 ) -> dict[str, Any]:
-    pin = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 else []
-    server = subprocess.Popen([*pin, *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port)
-        time.sleep(1.0)
+    with serving(argv, cwd, env, port) as server:
         before = _cpu_s(server.pid)
         url = f"{'ws' if ws else 'http'}://127.0.0.1:{port}{path}"
-        client = [PY, "-m", "bench.model_clock", "--client", url, str(interval_ms)]
-        pin0 = ["taskset", "-c", "0"] if pin else []
-        out = subprocess.run([*pin0, *client], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        client = [*CLIENT_PIN, PY, "-m", "bench.model_clock", "--client", url, str(interval_ms)]
+        out = subprocess.run(client, cwd=ROOT, check=True, capture_output=True, text=True).stdout
         result: dict[str, Any] = json.loads(out)
         used = _cpu_s(server.pid) - before
         result["server_cpu_us_per_token"] = used / result["tokens"] * 1e6 if result["tokens"] else float("nan")
         return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:

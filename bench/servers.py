@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +31,9 @@ BENCH_ENV = {
     "LOG_LEVEL": "WARNING",
     "SECRET_KEY": secrets.token_urlsafe(32),
 }
+
+#: Server on CPU 1, client on CPU 0, so that they do not take turns on one core (nothing on one CPU).
+SERVER_PIN, CLIENT_PIN = (["taskset", "-c", "1"], ["taskset", "-c", "0"]) if (os.cpu_count() or 1) > 1 else ([], [])
 
 #: (name, argv with ``{port}``, working directory, environment, path with ``{n}`` and ``{interval}``)
 Peer = tuple[str, list[str], Path, dict[str, str], str]
@@ -48,6 +54,21 @@ def wait_ready(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit("server did not start")
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A server on ``SERVER_PIN``, answering on ``port`` and left a second to settle; stopped after."""
+    server = subprocess.Popen(
+        [*SERVER_PIN, *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(port)
+        time.sleep(1.0)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def peers(ws: bool = False) -> list[Peer]:
