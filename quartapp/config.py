@@ -97,6 +97,11 @@ class Settings(BaseModel):
     MAX_TOKENS: int = _s(512, "Most tokens one answer may generate; client requests are clamped to it", ge=1, le=32_768)
     MAX_BODY_BYTES: int = _s(64 * KIB, "Largest request body accepted (413 above it)", ge=1 * KIB, le=16 * KIB * KIB)
     WS_MAX_MESSAGE_BYTES: int = _s(64 * KIB, "Largest WebSocket message accepted (close 1009 above it)", ge=KIB)
+    WS_COMPRESSION: bool = _s(
+        False,
+        "Accept a client's permessage-deflate offer (browsers always make one); off: each socket would keep a "
+        "zlib compressor and run it on every small token frame",
+    )
     STREAM_DEADLINE_S: float = _s(300.0, "Wall-clock cap per stream; it then ends with error stream_deadline", gt=0)
     TOKEN_TIMEOUT_S: float = _s(60.0, "Longest wait for the provider's next token before error provider_timeout", gt=0)
     HEARTBEAT_INTERVAL_S: float = _s(15.0, "Seconds between SSE comment heartbeats on a quiet stream", gt=0)

@@ -5,7 +5,7 @@
 Hypercorn reads this module's upper-case names as its options (``Config.from_object``);
 they are those of :func:`quartapp.serve.hypercorn_config`, from the settings (the
 environment and ``.env``: HOST, PORT, BACKLOG, GRACEFUL_TIMEOUT_S, SEND_TIMEOUT_S,
-WS_MAX_MESSAGE_BYTES, TLS_CERTFILE and TLS_KEYFILE: HTTPS, with HTTP/2 by ALPN). Importing
+WS_MAX_MESSAGE_BYTES, WS_COMPRESSION, TLS_CERTFILE and TLS_KEYFILE: HTTPS, with HTTP/2 by ALPN). Importing
 it also applies :mod:`quartapp.hypercorn_fixes`. A bad setting (a TLS pair that does not load)
 exits with the one line ``python -m quartapp`` prints, not Hypercorn's import traceback.
 """
@@ -28,6 +28,7 @@ websocket_max_message_size = _config.websocket_max_message_size
 websocket_ping_interval = _config.websocket_ping_interval
 read_timeout = _config.read_timeout
 write_timeout = _config.write_timeout  # type: ignore[attr-defined]
+websocket_compression = _config.websocket_compression  # type: ignore[attr-defined]
 accesslog = _config.accesslog
 errorlog = _config.errorlog
 certfile = _config.certfile

@@ -1,4 +1,4 @@
-"""Eleven changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
+"""Twelve changes to Hypercorn 0.18 (one of them to h11 0.16) that long-lived streams (and hostile clients) need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -86,6 +86,13 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
 11. **The Date header is formatted once a second.** Every response head carries ``date``, which
     Hypercorn formats anew (``wsgiref``'s ``format_date_time``: about 1% of a stream's start);
     here the string is kept for the second it names.
+12. **A WebSocket is not compressed unless the settings say so.** Hypercorn accepts every
+    ``permessage-deflate`` offer, and browsers always make one. A compressed socket then keeps
+    a zlib compressor for its life (wsproto's, with the largest window: about 256 KB allocated)
+    and runs it on every frame, for token frames of about 100 bytes that it barely shrinks.
+    Here the offer is declined unless ``config.websocket_compression`` (``WS_COMPRESSION``) is
+    on, as Centrifugo and Socket.IO servers do by default; the socket and its frames are
+    otherwise the same.
 
 DO NOT remove without re-running tests/faults: fixes 1-4 and 10 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
@@ -113,7 +120,7 @@ from h11._headers import Headers, normalize_and_validate
 from h11._writers import ChunkedWriter
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.protocol.events import Body, Data, Response, StreamClosed
+from hypercorn.protocol.events import Body, Data, Request, Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 
@@ -237,6 +244,12 @@ async def _ws_stream_handle_with_disconnect(self: Any, event: Any) -> None:
             await self.app_put({"type": "websocket.disconnect", "code": 1006})
             return  # the original would drop it
     await _ws_stream_handle(self, event)
+    if type(event) is Request and not getattr(self.config, "websocket_compression", True):
+        # Fix 12: the handshake was just read; the app, a task of its own that has not run yet,
+        # accepts later, and Hypercorn then negotiates only what the handshake holds.
+        handshake = getattr(self, "handshake", None)
+        if handshake is not None:
+            handshake.extensions = None
 
 
 _h11_stream_send = H11Protocol.stream_send
@@ -422,10 +435,12 @@ class _DateOfSecond:
         return self.text
 
 
-def install(config: Any, write_timeout_s: float) -> None:
+def install(config: Any, write_timeout_s: float, websocket_compression: bool = False) -> None:
     """Use :class:`StreamingTCPServer` for Hypercorn's asyncio worker, deliver the lost
-    WebSocket disconnect, set the write timeout. Idempotent."""
+    WebSocket disconnect, set the write timeout and whether WebSockets may be compressed
+    (both read from ``config``, so servers of one process may differ). Idempotent."""
     config.write_timeout = write_timeout_s
+    config.websocket_compression = websocket_compression
     if version("hypercorn") != VERSION:
         log.warning("hypercorn %s: streaming fixes are for %s and were not applied", version("hypercorn"), VERSION)
         return

@@ -50,7 +50,8 @@ def hypercorn_config(settings: Settings | None = None, config: Config | None = N
     config.errorlog = logging.getLogger("hypercorn.error")
     if tls := tls_files(settings):  # Hypercorn then offers h2 by ALPN, HTTP/1.1 to the rest
         config.certfile, config.keyfile = tls
-    hypercorn_fixes.install(config, settings.SEND_TIMEOUT_S)  # frozen readers, idle EOF, lost WS disconnect
+    # frozen readers, idle EOF, lost WS disconnect, no permessage-deflate unless WS_COMPRESSION
+    hypercorn_fixes.install(config, settings.SEND_TIMEOUT_S, settings.WS_COMPRESSION)
     return config
 
 

@@ -1,5 +1,5 @@
-"""Fixes 5-7 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without a task,
-a response head validated once.
+"""Fixes 5-7 and 12 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without a
+task, a response head validated once, a WebSocket compressed only when the settings say so.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import h11
@@ -18,9 +19,10 @@ import pytest
 from h11._headers import set_comma_header as h11_set_comma_header
 from hypercorn.config import Config
 from hypercorn.protocol.h11 import H11Protocol
+from websockets.asyncio.client import connect
 
 from quartapp import hypercorn_fixes
-from tests.conftest import MakeServer
+from tests.conftest import TEST_AUTH, MakeServer, Server
 
 PATH = "/api/stream/ai-block/ask_question?input=framing&max_tokens=40&interval_ms=0"
 
@@ -315,3 +317,29 @@ async def test_a_closing_connection_waits_unbounded_only_when_nothing_is_left_to
         await server._close()
     assert waits == ([0.05] if bounded else [])
     assert server.writer.aborted is bounded  # type: ignore[attr-defined]
+
+
+async def _one_shot_socket(server: Server) -> tuple[str | None, list[dict[str, object]]]:
+    """The one-shot socket read to its close by the ``websockets`` client, which offers
+    ``permessage-deflate`` as browsers do: what the server answered to the offer, and the frames."""
+    url = server.ws_url + "/ws/stream/ai-block/ask_question?input=deflate&max_tokens=12&interval_ms=0"
+    async with connect(url, additional_headers=TEST_AUTH, open_timeout=5) as socket:
+        assert socket.request is not None and socket.response is not None
+        assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
+        answer = socket.response.headers.get("Sec-WebSocket-Extensions")
+        frames = [json.loads(frame) async for frame in socket]
+    return answer, frames
+
+
+async def test_a_websocket_declines_compression_unless_ws_compression_is_on(make_server: MakeServer) -> None:
+    """Fix 12: the deflate offer is declined by default and accepted with WS_COMPRESSION, per server
+    (the compressing one starts first, so a setting shared through Hypercorn's classes would show)."""
+    compressing = await make_server(WS_COMPRESSION=True)
+    plain = await make_server()
+    for server, expected in ((compressing, True), (plain, False), (compressing, True)):
+        answer, frames = await _one_shot_socket(server)
+        assert (answer is not None and answer.startswith("permessage-deflate")) is expected, answer
+        types = [frame["type"] for frame in frames]
+        assert types[0] == "start" and types[-1] == "done", types
+        text = "".join(str(frame["data"]["text"]) for frame in frames if frame["type"] == "token")  # type: ignore[index]
+        assert text == frames[-1]["data"]["result"]["text"]  # type: ignore[index]
