@@ -1,5 +1,6 @@
-"""Fixes 5-7 and 12 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without a
-task, a response head validated once, a WebSocket compressed only when the settings say so.
+"""Fixes 5-7, 12 and 13 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without
+a task, a response head validated once, a WebSocket compressed only when the settings say so, its text frames
+framed without wsproto.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
@@ -18,8 +19,15 @@ import h11._connection
 import pytest
 from h11._headers import set_comma_header as h11_set_comma_header
 from hypercorn.config import Config
+from hypercorn.protocol.events import Data
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.utils import UnexpectedMessageError
 from websockets.asyncio.client import connect
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
 
 from quartapp import hypercorn_fixes
 from tests.conftest import TEST_AUTH, MakeServer, Server
@@ -343,3 +351,47 @@ async def test_a_websocket_declines_compression_unless_ws_compression_is_on(make
         assert types[0] == "start" and types[-1] == "done", types
         text = "".join(str(frame["data"]["text"]) for frame in frames if frame["type"] == "token")  # type: ignore[index]
         assert text == frames[-1]["data"]["result"]["text"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("size", [0, 1, 60, 125, 126, 127, 65535, 65536, 70000])
+@pytest.mark.parametrize("char", ["x", "é"])
+def test_a_text_frame_is_the_bytes_wsproto_writes(size: int, char: str) -> None:
+    """Fix 13 against wsproto over every length encoding (7-bit, 16-bit, 64-bit; a two-byte
+    character moves a text across the boundaries by its UTF-8 length, not its length in characters)."""
+    text = char * size
+    assert hypercorn_fixes.text_frame(text) == Connection(ConnectionType.SERVER).send(TextMessage(data=text))
+
+
+def _connected_stream(extensions: list[PerMessageDeflate]) -> tuple[WSStream, list[bytes]]:
+    """A Hypercorn WebSocket stream, open, whose sends are kept."""
+    sent: list[bytes] = []
+
+    async def send(event: object) -> None:
+        assert isinstance(event, Data)
+        sent.append(bytes(event.data))
+
+    stream = WSStream.__new__(WSStream)  # only what app_send reads
+    stream.closed, stream.state, stream.stream_id, stream.send = False, ASGIWebsocketState.CONNECTED, 1, send  # type: ignore[method-assign]
+    stream.connection = Connection(ConnectionType.SERVER, extensions)
+    return stream, sent
+
+
+async def test_a_text_message_is_framed_here_only_while_no_extension_is_in_use(make_server: MakeServer) -> None:
+    await make_server()  # installs the fixes
+    assert WSStream.app_send is hypercorn_fixes._ws_stream_app_send_framing_text
+    message = {"type": "websocket.send", "bytes": None, "text": '{"type":"token","data":{"text":"Hi"}}'}
+    plain, sent = _connected_stream([])
+    await plain.app_send(message)  # type: ignore[arg-type]
+    assert sent == [hypercorn_fixes.text_frame(message["text"])]  # type: ignore[arg-type]
+
+    deflate = PerMessageDeflate()
+    assert server_extensions_handshake(["permessage-deflate"], [deflate])  # negotiated: in use
+    compressed, sent = _connected_stream([deflate])
+    await compressed.app_send(message)  # type: ignore[arg-type]
+    assert sent[0][0] == 0xC1, "FIN, RSV1 (compressed) and TEXT: wsproto's path, not fix 13's"
+
+    plain.state = ASGIWebsocketState.CLOSED  # after websocket.close: Hypercorn's own answer, not a frame
+    sent.clear()
+    with pytest.raises(UnexpectedMessageError):
+        await plain.app_send(message)  # type: ignore[arg-type]
+    assert sent == []
