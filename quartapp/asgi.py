@@ -10,7 +10,8 @@ the connection, and the producer goes on; the reader can resume later.
 
 Both layers also publish the connection's ASGI ``send`` (:data:`asgi_send`): a stream
 reader hands it to the log, and the producer writes each new event with it directly
-while the reader keeps up (``streams/log.py``, :class:`~quartapp.streams.log.Parked`).
+while the reader keeps up (``streams/log.py``, :class:`~quartapp.streams.log.Parked`);
+a write the socket takes at once skips even that send (:func:`chunk_writer`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Self
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
 
 from .eager import Driven
+from .hypercorn_fixes import direct_chunk_writer
 from .queues import ListQueue
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ Send = Callable[[Message], Awaitable[None]]
 #: guarded one of an HTTP response, the raw one of a WebSocket. The tasks Quart starts for
 #: a request or socket copy it with their context.
 asgi_send: ContextVar[Send | None] = ContextVar("asgi_send", default=None)
+#: The server's own ``send`` of the HTTP response being served, which ``asgi_send`` guards: a
+#: stream's body asks it for a direct writer (:func:`direct_chunk_writer`).
+_server_send: ContextVar[Send | None] = ContextVar("server_send", default=None)
 #: The send watch of the HTTP response being served under :class:`SendTimeoutMiddleware`.
 _response_watch: ContextVar[SendWatch | None] = ContextVar("response_watch", default=None)
 
@@ -48,6 +53,15 @@ def claim_sends() -> None:
     watch = _response_watch.get()
     if watch is not None and watch.sender is None:
         watch.sender = asyncio.current_task()
+
+
+def chunk_writer() -> Callable[[bytes], bool] | None:
+    """For a streamed body, in the task that iterates it: a function that writes one chunk
+    straight to the socket when that takes no wait, and says whether it did; the chunks it
+    does not take go through ``asgi_send``, under the send watch. ``None`` when the server is
+    not Hypercorn over HTTP/1.1 with our fixes (:func:`~quartapp.hypercorn_fixes.direct_chunk_writer`)."""
+    send = _server_send.get()
+    return None if send is None else direct_chunk_writer(send)
 
 
 class ReaderTooSlow(Exception):
@@ -150,6 +164,7 @@ class SendTimeoutMiddleware:
 
         token = asgi_send.set(guarded_send)
         watch_token = _response_watch.set(watch)
+        server_token = _server_send.set(send)
         try:
             await self.app(scope, receive, guarded_send)
         except ReaderTooSlow:
@@ -157,6 +172,7 @@ class SendTimeoutMiddleware:
         finally:
             watch.close()
             _response_watch.reset(watch_token)
+            _server_send.reset(server_token)
             asgi_send.reset(token)
 
 

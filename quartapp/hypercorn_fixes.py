@@ -1,4 +1,4 @@
-"""Thirteen changes to Hypercorn 0.18 (and to h11 0.16, wsproto 1.3) that long-lived streams and hostile clients need.
+"""Fourteen changes to Hypercorn 0.18 (and to h11 0.16, wsproto 1.3) that long-lived streams and hostile clients need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -100,6 +100,19 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
     use (fix 12) and no fragmented message under way, the frame is built here (``0x81``, the
     length in 1, 3 or 9 bytes, the UTF-8 payload: the bytes wsproto writes for a server) and goes
     out as the same ``Data`` event; anything else takes wsproto's path. wsproto 1.3 only.
+14. **A streamed chunk or text frame is written straight to the socket when it can go at once.**
+    Fixes 5 and 13 frame a token's bytes in one step, but the write still passes Hypercorn's
+    ASGI ``send`` (``HTTPStream.app_send``/``WSStream.app_send``: message and state checks, a
+    ``Body`` event and a copy), the protocol's ``stream_send`` and the server's ``protocol_send``:
+    three coroutines a token, a quarter of what a token costs at interval 0. For a stream's
+    reader, :func:`direct_chunk_writer` and :func:`direct_text_writer` give one function per
+    response or socket that frames the bytes and hands them to the transport, when the stream is
+    open in the state where those layers would do just that (a chunked HTTP/1.1 body under way;
+    an open, uncompressed WebSocket with no fragmented message) and the write cannot wait: nobody
+    drains (fix 1's lock), nothing is buffered. Otherwise it declines, and the caller sends the
+    ASGI way (the send watch, fix 1's bounded drain); a write it makes may leave bytes buffered,
+    which the next chunk then finds, so backpressure holds one chunk later. HTTP/2, HEAD and
+    other servers get no writer.
 
 DO NOT remove without re-running tests/faults: fixes 1-4 and 10 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
@@ -112,6 +125,7 @@ import collections
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from functools import partial
 from importlib.metadata import version
 from typing import Any
@@ -129,6 +143,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.events import Body, Data, Request, Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.connection import ConnectionState
 
@@ -269,15 +284,21 @@ async def _ws_stream_app_send_framing_text(self: Any, message: Any) -> None:
         and message["type"] == "websocket.send"
         and message.get("bytes") is None
         and type(message["text"]) is str
-        and not self.closed
-        and self.state is ASGIWebsocketState.CONNECTED
+        and _plain_text_frames(self)
     ):
-        connection = self.connection
-        proto = connection._proto
-        if connection._state is ConnectionState.OPEN and not proto.extensions and proto._outbound_opcode is None:
-            await self.send(Data(stream_id=self.stream_id, data=text_frame(message["text"])))
-            return
+        await self.send(Data(stream_id=self.stream_id, data=text_frame(message["text"])))
+        return
     await _ws_stream_app_send(self, message)
+
+
+def _plain_text_frames(stream: Any) -> bool:
+    """Whether a text message on this socket is one plain frame now: open, accepted, no extension
+    in use (fix 12), no fragmented message under way (what wsproto 1.3 would frame the same)."""
+    if stream.closed or stream.state is not ASGIWebsocketState.CONNECTED:
+        return False
+    connection = stream.connection
+    proto = connection._proto
+    return connection._state is ConnectionState.OPEN and not proto.extensions and proto._outbound_opcode is None
 
 
 def text_frame(text: str) -> bytes:
@@ -311,6 +332,73 @@ async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
         headers = [*event.headers, (b"connection", b"close")]
         event = Response(stream_id=event.stream_id, headers=headers, status_code=event.status_code)
     await _h11_stream_send(self, event)
+
+
+def _socket_of(stream: Any) -> tuple[H11Protocol, Any, asyncio.Lock] | None:
+    """The ``(protocol, transport, send lock)`` an HTTP/1.1 stream (a response, a WebSocket over HTTP/1.1)
+    writes through, when Hypercorn serves it with :class:`StreamingTCPServer`; else ``None``."""
+    protocol = getattr(stream.send, "__self__", None)
+    server = getattr(getattr(protocol, "send", None), "__self__", None)
+    if type(protocol) is not H11Protocol or not isinstance(server, StreamingTCPServer):
+        return None
+    return protocol, server.writer.transport, server.send_lock
+
+
+def direct_chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
+    """For an HTTP/1.1 response's ASGI ``send`` (Hypercorn's ``HTTPStream.app_send``): a function
+    that writes one streamed body chunk straight to the socket, framed, when that takes no wait,
+    and says whether it did (fix 14). ``None`` for any other send (HTTP/2, another server, HEAD)."""
+    stream = getattr(send, "__self__", None)
+    if type(stream) is not HTTPStream or stream.scope.get("method") == "HEAD":
+        return None
+    found = _socket_of(stream)
+    if found is None:
+        return None
+    protocol, transport, lock = found
+    connection = protocol.connection
+    response, send_body = ASGIHTTPState.RESPONSE, h11.SEND_BODY
+
+    def write(chunk: bytes) -> bool:
+        if (
+            stream.state is not response
+            or stream.closed
+            or connection.our_state is not send_body
+            or type(connection._writer) is not ChunkedWriter
+            or not _writable(transport, lock)
+            or not chunk
+        ):
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        return True
+
+    return write
+
+
+def direct_text_writer(send: Any) -> Callable[[str], bool] | None:
+    """For a WebSocket's ASGI ``send`` (Hypercorn's ``WSStream.app_send``) over HTTP/1.1: a
+    function that writes one text message straight to the socket as one frame, when that takes
+    no wait, and says whether it did (fix 14). ``None`` for any other send."""
+    stream = getattr(send, "__self__", None)
+    if type(stream) is not WSStream or WSStream.app_send is not _ws_stream_app_send_framing_text:
+        return None
+    found = _socket_of(stream)
+    if found is None:
+        return None
+    _, transport, lock = found
+
+    def write(text: str) -> bool:
+        if not _plain_text_frames(stream) or not _writable(transport, lock):
+            return False
+        transport.write(text_frame(text))
+        return True
+
+    return write
+
+
+def _writable(transport: Any, lock: asyncio.Lock) -> bool:
+    """Whether a write now goes to the kernel at once, in order: nobody drains (fix 1's lock),
+    nothing is buffered, the transport is open."""
+    return not lock.locked() and not transport.is_closing() and not transport.get_write_buffer_size()
 
 
 H11_VERSION = "0.16.0"

@@ -1,6 +1,6 @@
-"""Fixes 5-7, 12 and 13 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without
+"""Fixes 5-7 and 12-14 of ``quartapp/hypercorn_fixes.py``: chunks framed without h11, an idle watch without
 a task, a response head validated once, a WebSocket compressed only when the settings say so, its text frames
-framed without wsproto.
+framed without wsproto, a streamed chunk or text frame written straight to the socket.
 
 The bytes on the wire are read back by h11 itself as a strict client, so a framing slip
 (a size in decimal, a missing CRLF, an empty chunk that ends the body early) fails here.
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import h11
 import h11._connection
@@ -119,10 +120,11 @@ async def _tiny_app(scope: dict[str, object], receive: object, send: object) -> 
 
 @contextlib.asynccontextmanager
 async def _tiny_server(
-    keep_alive_timeout: float,
+    keep_alive_timeout: float = 5, app: Any = _tiny_app, **settings: Any
 ) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None], asyncio.StreamReader, asyncio.StreamWriter]]:
-    """``_tiny_app`` on Hypercorn with our config and the given keep-alive timeout, and one
-    connection to it: (the shutdown trigger, the server's task, the connection's two ends)."""
+    """``app`` on Hypercorn with our config (``settings`` over the defaults) and the given
+    keep-alive timeout, and one connection to it: (the shutdown trigger, the server's task, the
+    connection's two ends)."""
     from hypercorn.asyncio import serve
 
     from quartapp.config import load_settings
@@ -130,10 +132,10 @@ async def _tiny_server(
     from tests.conftest import free_port
 
     port = free_port()
-    config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port))
+    config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port, **settings))
     config.keep_alive_timeout = keep_alive_timeout
     stop = asyncio.Event()
-    server = asyncio.create_task(serve(_tiny_app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     try:
         for _ in range(100):
             try:
@@ -395,3 +397,122 @@ async def test_a_text_message_is_framed_here_only_while_no_extension_is_in_use(m
     with pytest.raises(UnexpectedMessageError):
         await plain.app_send(message)  # type: ignore[arg-type]
     assert sent == []
+
+
+BIG = 32 * 1024 * 1024  # more than loopback's buffers take while the client reads nothing
+
+
+async def test_a_chunk_is_written_directly_only_when_the_socket_takes_it_at_once() -> None:
+    """Fix 14: the direct writer writes a chunk in order with Hypercorn's own writes, and declines
+    (so the caller sends it the ASGI way, under its send watch and fix 1's drain) before the
+    response starts, while bytes wait in the buffer, and after the response ended."""
+    said: list[bool | None] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        write = hypercorn_fixes.direct_chunk_writer(send)
+        if scope["method"] == "HEAD" or write is None:
+            said.append(None if write is None else True)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        said.append(write(b"early"))  # no response head yet
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        said.extend([write(b"one"), write(b"two"), write(b"x" * BIG), write(b"three")])  # the last finds it buffered
+        await send({"type": "http.response.body", "body": b"three", "more_body": True})  # waits for the reader
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        said.append(write(b"late"))
+
+    async with _tiny_server(app=app) as (_, _, reader, writer):
+        client = h11.Connection(h11.CLIENT)
+        writer.write(client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")])))
+        writer.write(client.send(h11.EndOfMessage()))
+        await asyncio.sleep(0.3)  # the app has written all it can before the client reads
+        chunks: list[bytes] = []
+        async with asyncio.timeout(20):
+            while not isinstance(event := client.next_event(), h11.EndOfMessage):
+                if event is h11.NEED_DATA:
+                    client.receive_data(await reader.read(1 << 20))
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+        assert b"".join(chunks) == b"onetwo" + b"x" * BIG + b"three"
+        assert said == [False, True, True, True, False, False]
+
+        client.start_next_cycle()  # a HEAD has no body to write: no writer
+        writer.write(client.send(h11.Request(method="HEAD", target="/", headers=[("Host", "x")])))
+        writer.write(client.send(h11.EndOfMessage()))
+        async with asyncio.timeout(5):
+            while not isinstance(client.next_event(), h11.Response):
+                client.receive_data(await reader.read(65536))
+        assert said[-1] is None
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_a_text_frame_is_written_directly_only_on_a_plain_open_socket(compression: bool) -> None:
+    """Fix 14 for a WebSocket: a text message goes straight to the socket as one frame while the
+    socket is open and uncompressed; before the accept, with deflate in use and after the close
+    the writer declines and the ASGI send carries the message. The client reads them all, in order."""
+    said: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        write = hypercorn_fixes.direct_text_writer(send)
+        assert write is not None
+        said.append(write("early"))
+        await send({"type": "websocket.accept"})
+        said.extend([write("one"), write("two")])
+        if not said[-1]:
+            await send({"type": "websocket.send", "text": "one"})
+            await send({"type": "websocket.send", "text": "two"})
+        await send({"type": "websocket.send", "text": "three"})
+        await send({"type": "websocket.close", "code": 1000})
+        said.append(write("late"))
+
+    async with _tiny_server(app=app, WS_COMPRESSION=compression) as (_, _, _, writer):
+        port = writer.get_extra_info("peername")[1]
+        async with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as socket:
+            assert ("Sec-WebSocket-Extensions" in socket.response.headers) is compression  # type: ignore[union-attr]
+            assert [message async for message in socket] == ["one", "two", "three"]
+        assert said == [False, not compression, not compression, False]
+
+
+async def test_the_products_streams_are_written_directly(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fix 14 is in use: an SSE stream's and a WebSocket's events go through the direct writers,
+    and the client reads every token once, in order."""
+    from quartapp import asgi
+    from quartapp.blueprints import ws
+
+    taken: dict[str, int] = {"chunks": 0, "frames": 0}
+
+    def counting(make: Any, kind: str) -> Any:
+        def writer_of(send: Any) -> Any:
+            write = make(send)
+            assert write is not None, kind
+
+            def counted(data: Any) -> bool:
+                done: bool = write(data)
+                taken[kind] += done
+                return done
+
+            return counted
+
+        return writer_of
+
+    monkeypatch.setattr(asgi, "direct_chunk_writer", counting(hypercorn_fixes.direct_chunk_writer, "chunks"))
+    monkeypatch.setattr(ws, "direct_text_writer", counting(hypercorn_fixes.direct_text_writer, "frames"))
+    server = await make_server()
+    path = "/stream/ai-block/ask_question?input=direct&max_tokens=30&interval_ms=5"
+    async with server.client() as client:
+        body = (await client.get("/api" + path)).text
+    assert events_of(body.encode()) == ["start", "token", "done"]
+    assert taken["chunks"] >= 30, taken  # start, 30 tokens one by one (5 ms apart), done
+    async with connect(server.ws_url + "/ws" + path, additional_headers=TEST_AUTH, open_timeout=5) as socket:
+        frames = [json.loads(frame) async for frame in socket]
+    text = "".join(str(frame["data"]["text"]) for frame in frames if frame["type"] == "token")
+    assert text == frames[-1]["data"]["result"]["text"]
+    assert taken["frames"] >= 30, taken

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from quart import Response, request
 
-from quartapp.asgi import asgi_send, claim_sends
+from quartapp.asgi import asgi_send, chunk_writer, claim_sends
 from quartapp.headers import optional_header
 from quartapp.state import Services, services
 from quartapp.streams.events import Entry
@@ -27,14 +27,17 @@ def cursor_from_request(after: str | None) -> str | None:
 
 class _ChunkWriter:
     """What this reader has sent, and how the producer writes one event to it: the event's SSE
-    frame as the response's ASGI send. The ``retry:`` frame rides on the first chunk, whoever
-    writes it. The producer calls it on every token: an object with slots is one place a token
+    frame straight to the socket when the socket takes it at once (``write``), else as the
+    response's ASGI send, under the send watch. The ``retry:`` frame rides on the first chunk,
+    whoever writes it. The producer calls it on every token: an object with slots is one place a token
     reads, where a closure is a function and its cells."""
 
-    __slots__ = ("events", "retry", "send")
+    __slots__ = ("events", "retry", "send", "write")
 
-    def __init__(self, send: Callable[[Any], Awaitable[None]] | None, retry: bytes) -> None:
-        self.send, self.retry, self.events = send, retry, 0
+    def __init__(
+        self, send: Callable[[Any], Awaitable[None]] | None, write: Callable[[bytes], bool] | None, retry: bytes
+    ) -> None:
+        self.send, self.write, self.retry, self.events = send, write, retry, 0
 
     def first_or(self, chunk: bytes) -> bytes:
         retry = self.retry
@@ -46,6 +49,9 @@ class _ChunkWriter:
     async def __call__(self, entry: Entry) -> None:
         self.events += 1
         chunk = self.first_or(entry.sse) if self.retry else entry.sse
+        write = self.write
+        if write is not None and write(chunk):
+            return
         # handed to the log as its deliver only when there is a send
         await self.send({"type": "http.response.body", "body": chunk, "more_body": True})  # type: ignore[misc]
 
@@ -59,7 +65,7 @@ async def _body(core: Services, stream_id: str, cursor: str | None, owner: str) 
     writes each event itself with the writer (the response's ASGI send), in its own step."""
     reason = "client_gone"  # unless the stream ends first
     send = asgi_send.get()
-    writer = _ChunkWriter(send, retry_frame(core.settings.SSE_RETRY_MS))
+    writer = _ChunkWriter(send, chunk_writer(), retry_frame(core.settings.SSE_RETRY_MS))
     if send is not None:
         # this task is the reader the send watch drops, though the producer may write first
         claim_sends()

@@ -34,6 +34,7 @@ from quart_schema.mixins import SchemaValidationError
 from quartapp.asgi import SendWatch, asgi_send
 from quartapp.blueprints.validation import load
 from quartapp.errors import APIError, strict_json_loads, to_api_error
+from quartapp.hypercorn_fixes import direct_text_writer
 from quartapp.identity import new_session_headers
 from quartapp.schemas import (
     OneShotQuery,
@@ -117,16 +118,20 @@ class _Socket:
 
 
 class _FrameWriter:
-    """Writes one event as one frame, the ASGI message itself (Quart's ``send()`` also sleeps(0)
-    per frame), under the socket's send watch. The producer calls it on every token: an
-    object with slots is one place a token reads, where a closure is a function and its cells."""
+    """Writes one event as one frame: straight to the socket when the socket takes it at once
+    (``write``), else as the ASGI message itself (Quart's ``send()`` also sleeps(0) per frame),
+    under the socket's send watch. The producer calls it on every token: an object with slots
+    is one place a token reads, where a closure is a function and its cells."""
 
-    __slots__ = ("send", "watch")
+    __slots__ = ("send", "watch", "write")
 
     def __init__(self, send: Callable[[Any], Awaitable[None]], watch: SendWatch) -> None:
-        self.send, self.watch = send, watch
+        self.send, self.watch, self.write = send, watch, direct_text_writer(send)
 
     async def __call__(self, entry: Entry) -> None:
+        write = self.write
+        if write is not None and write(entry.ws):
+            return
         watch = self.watch
         watch.begin()
         try:
