@@ -344,61 +344,75 @@ def _socket_of(stream: Any) -> tuple[H11Protocol, Any, asyncio.Lock] | None:
     return protocol, server.writer.transport, server.send_lock
 
 
+class _DirectWriter:
+    """What a direct writer of fix 14 holds: the stream it writes for, and its socket's transport
+    and send lock. An object with slots, not a closure: every held stream keeps one, and a closure
+    is a function, a tuple and a cell per name (about 500 bytes, where this is about 80)."""
+
+    __slots__ = ("lock", "stream", "transport")
+
+    def __init__(self, stream: Any, transport: Any, lock: asyncio.Lock) -> None:
+        self.stream, self.transport, self.lock = stream, transport, lock
+
+    def _writable(self) -> bool:
+        """Whether a write now goes to the kernel at once, in order: nobody drains (fix 1's lock),
+        the transport is open, nothing is buffered."""
+        transport = self.transport
+        return not self.lock.locked() and not transport.is_closing() and not transport.get_write_buffer_size()
+
+
+class _ChunkWriter(_DirectWriter):
+    __slots__ = ("connection",)
+
+    def __init__(self, stream: Any, protocol: H11Protocol, transport: Any, lock: asyncio.Lock) -> None:
+        super().__init__(stream, transport, lock)
+        self.connection = protocol.connection
+
+    def __call__(self, chunk: bytes) -> bool:
+        stream, connection = self.stream, self.connection
+        if (
+            stream.state is not ASGIHTTPState.RESPONSE
+            or stream.closed
+            or connection.our_state is not h11.SEND_BODY
+            or type(connection._writer) is not ChunkedWriter
+            or not chunk
+            or not self._writable()
+        ):
+            return False
+        self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        return True
+
+
+class _TextWriter(_DirectWriter):
+    __slots__ = ()
+
+    def __call__(self, text: str) -> bool:
+        if not _plain_text_frames(self.stream) or not self._writable():
+            return False
+        self.transport.write(text_frame(text))
+        return True
+
+
 def direct_chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
-    """For an HTTP/1.1 response's ASGI ``send`` (Hypercorn's ``HTTPStream.app_send``): a function
+    """For an HTTP/1.1 response's ASGI ``send`` (Hypercorn's ``HTTPStream.app_send``): a callable
     that writes one streamed body chunk straight to the socket, framed, when that takes no wait,
     and says whether it did (fix 14). ``None`` for any other send (HTTP/2, another server, HEAD)."""
     stream = getattr(send, "__self__", None)
     if type(stream) is not HTTPStream or stream.scope.get("method") == "HEAD":
         return None
     found = _socket_of(stream)
-    if found is None:
-        return None
-    protocol, transport, lock = found
-    connection = protocol.connection
-    response, send_body = ASGIHTTPState.RESPONSE, h11.SEND_BODY
-
-    def write(chunk: bytes) -> bool:
-        if (
-            stream.state is not response
-            or stream.closed
-            or connection.our_state is not send_body
-            or type(connection._writer) is not ChunkedWriter
-            or not _writable(transport, lock)
-            or not chunk
-        ):
-            return False
-        transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        return True
-
-    return write
+    return None if found is None else _ChunkWriter(stream, *found)
 
 
 def direct_text_writer(send: Any) -> Callable[[str], bool] | None:
     """For a WebSocket's ASGI ``send`` (Hypercorn's ``WSStream.app_send``) over HTTP/1.1: a
-    function that writes one text message straight to the socket as one frame, when that takes
+    callable that writes one text message straight to the socket as one frame, when that takes
     no wait, and says whether it did (fix 14). ``None`` for any other send."""
     stream = getattr(send, "__self__", None)
     if type(stream) is not WSStream or WSStream.app_send is not _ws_stream_app_send_framing_text:
         return None
     found = _socket_of(stream)
-    if found is None:
-        return None
-    _, transport, lock = found
-
-    def write(text: str) -> bool:
-        if not _plain_text_frames(stream) or not _writable(transport, lock):
-            return False
-        transport.write(text_frame(text))
-        return True
-
-    return write
-
-
-def _writable(transport: Any, lock: asyncio.Lock) -> bool:
-    """Whether a write now goes to the kernel at once, in order: nobody drains (fix 1's lock),
-    nothing is buffered, the transport is open."""
-    return not lock.locked() and not transport.is_closing() and not transport.get_write_buffer_size()
+    return None if found is None else _TextWriter(stream, found[1], found[2])
 
 
 H11_VERSION = "0.16.0"
