@@ -10,6 +10,8 @@ run. Everything is counted from what the client received:
 - time to the first token, from the request;
 - server CPU per token received: the server process's user+system time over the run,
   divided by the tokens the client got (the cost of the per-token path, all included);
+- the client's CPU over its run, in percent of one core: near 100 its own queueing adds to the
+  lateness it measures;
 - tokens received and failed streams.
 
 With ``--ws`` the same over WebSockets (the product's one-shot socket, the peers' ``/ws``), the
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -106,9 +109,12 @@ async def _read(url: str, interval_ms: float) -> dict[str, Any]:
             failed += 1
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    wall, cpu = time.perf_counter(), _own_cpu_s()
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         await asyncio.gather(*(one(http) for _ in range(STREAMS)))
     return {
+        # a client near 100% queues what arrived: its lateness is then its own, not the server's
+        "client_cpu_pct": (_own_cpu_s() - cpu) / (time.perf_counter() - wall) * 100,
         "late_p50_ms": _pct(token_gaps, 0.5),
         "late_p99_ms": _pct(token_gaps, 0.99),
         "first_token_p50_ms": _pct(first_token, 0.5),
@@ -116,6 +122,11 @@ async def _read(url: str, interval_ms: float) -> dict[str, Any]:
         "tokens": tokens,
         "failed": failed,
     }
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_s(pid: int) -> float:
@@ -166,7 +177,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    keys = ("late_p50_ms", "late_p99_ms", "first_token_p99_ms", "server_cpu_us_per_token", "tokens", "failed")
+    keys = (
+        "late_p50_ms",
+        "late_p99_ms",
+        "first_token_p99_ms",
+        "server_cpu_us_per_token",
+        "client_cpu_pct",
+        "tokens",
+        "failed",
+    )
     report: dict[str, Any] = {"streams": STREAMS, "tokens": TOKENS, "runs": args.runs, "ws": args.ws, "results": {}}
     for interval in INTERVALS_MS:
         rows: dict[str, dict[str, Any]] = {}
@@ -185,13 +204,14 @@ def main() -> None:
     for interval, rows in report["results"].items():
         what = "WebSockets" if args.ws else "streams"
         print(f"\n{STREAMS:,} {what} x {TOKENS} tokens, one every {interval}: median (range) of {args.runs} runs\n")
-        print("| peer | late p50 ms | late p99 ms | first token p99 ms | server CPU us/token | tokens | failed |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        columns = "late p50 ms | late p99 ms | first token p99 ms | server CPU us/token | client CPU %"
+        print(f"| peer | {columns} | tokens | failed |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in rows.items():
             print(
                 f"| {name} | {_cell(r['late_p50_ms'], 1)} | {_cell(r['late_p99_ms'], 1)} "
                 f"| {_cell(r['first_token_p99_ms'])} | {_cell(r['server_cpu_us_per_token'])} "
-                f"| {_cell(r['tokens'])} | {_cell(r['failed'])} |"
+                f"| {_cell(r['client_cpu_pct'])} | {_cell(r['tokens'])} | {_cell(r['failed'])} |"
             )
 
 
