@@ -54,7 +54,8 @@ def _pct(values: list[float], q: float) -> float:
 
 async def _sse_tokens(http: Any, url: str) -> AsyncIterator[int]:
     """For each token event of one SSE stream as it arrives, the tokens it holds: the product's
-    token event says how many; a peer's every event is one. The product's start and done are skipped."""
+    token event says how many; a peer's every event is one. The product's start and done are skipped.
+    Every event's JSON is parsed, the peers' too, so the client does the same work for each server."""
     sys.path.insert(0, str(SHARED))
     from sse_load import SSEParser  # type: ignore[import-not-found]  # the harness's own parser
 
@@ -63,22 +64,24 @@ async def _sse_tokens(http: Any, url: str) -> AsyncIterator[int]:
         while chunk := await response.content.readany():
             for event_type, data, _id in parser.feed(chunk):
                 if event_type in (b"token", b"message"):
-                    yield json.loads(data)["tokens"] if b'"tokens"' in data else 1
+                    yield json.loads(data).get("tokens", 1)  # every peer's data parsed, as a page would
 
 
 async def _ws_tokens(http: Any, url: str) -> AsyncIterator[int]:
     """The same over one WebSocket: a peer's every text message is a token; the product's are its
-    envelopes, of which only ``token`` ones count (with the tokens each holds)."""
+    envelopes, of which only ``token`` ones count (with the tokens each holds). Every message is
+    parsed, as over SSE."""
     import aiohttp
 
     async with http.ws_connect(url, compress=0, max_msg_size=1 << 20) as socket:
         async for message in socket:
             if message.type is not aiohttp.WSMsgType.TEXT:
                 break
-            text = message.data
-            if '"type":"token"' in text:
-                yield json.loads(text)["data"]["tokens"]
-            elif '"type":' not in text:
+            frame = json.loads(message.data)  # every peer's frame parsed, as a page would
+            kind = frame.get("type")
+            if kind == "token":
+                yield frame["data"]["tokens"]
+            elif kind is None:
                 yield 1
 
 
