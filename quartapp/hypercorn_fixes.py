@@ -105,7 +105,7 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
     ASGI ``send`` (``HTTPStream.app_send``/``WSStream.app_send``: message and state checks, a
     ``Body`` event and a copy), the protocol's ``stream_send`` and the server's ``protocol_send``:
     three coroutines a token, a quarter of what a token costs at interval 0. For a stream's
-    reader, :func:`direct_chunk_writer` and :func:`direct_text_writer` give one function per
+    reader, :func:`direct_chunk_writer` and :func:`direct_text_writer` give one callable per
     response or socket that frames the bytes and hands them to the transport, when the stream is
     open in the state where those layers would do just that (a chunked HTTP/1.1 body under way;
     an open, uncompressed WebSocket with no fragmented message) and the write cannot wait: nobody
@@ -301,6 +301,12 @@ def _plain_text_frames(stream: Any) -> bool:
     return connection._state is ConnectionState.OPEN and not proto.extensions and proto._outbound_opcode is None
 
 
+def chunk_frame(data: bytes) -> bytes:
+    """One chunk of a chunked HTTP/1.1 body (RFC 9112 7.1): the size in hex, CRLF, the data, CRLF
+    (the bytes h11 writes; ``data`` is never empty, which would end the body)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
 def text_frame(text: str) -> bytes:
     """A server's unfragmented, uncompressed WebSocket text frame (RFC 6455 5.2): no mask, FIN set."""
     payload = text.encode()
@@ -322,7 +328,7 @@ async def _h11_stream_send_framing_chunks(self: Any, event: Any) -> None:
         if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:
             data = event.data
             if data:  # an empty chunk would read as the end of the body; h11 drops it too
-                await self.send(RawData(data=b"%x\r\n%b\r\n" % (len(data), data)))
+                await self.send(RawData(data=chunk_frame(data)))
             return
     elif kind is Data:  # a WebSocket frame: what Hypercorn's own branch does, without its checks
         await self.send(RawData(data=event.data))
@@ -361,7 +367,7 @@ class _DirectWriter:
         return not self.lock.locked() and not transport.is_closing() and not transport.get_write_buffer_size()
 
 
-class _ChunkWriter(_DirectWriter):
+class _DirectChunkWriter(_DirectWriter):
     __slots__ = ("connection",)
 
     def __init__(self, stream: Any, protocol: H11Protocol, transport: Any, lock: asyncio.Lock) -> None:
@@ -379,11 +385,11 @@ class _ChunkWriter(_DirectWriter):
             or not self._writable()
         ):
             return False
-        self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        self.transport.write(chunk_frame(chunk))
         return True
 
 
-class _TextWriter(_DirectWriter):
+class _DirectTextWriter(_DirectWriter):
     __slots__ = ()
 
     def __call__(self, text: str) -> bool:
@@ -401,7 +407,7 @@ def direct_chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
     if type(stream) is not HTTPStream or stream.scope.get("method") == "HEAD":
         return None
     found = _socket_of(stream)
-    return None if found is None else _ChunkWriter(stream, *found)
+    return None if found is None else _DirectChunkWriter(stream, *found)
 
 
 def direct_text_writer(send: Any) -> Callable[[str], bool] | None:
@@ -412,7 +418,7 @@ def direct_text_writer(send: Any) -> Callable[[str], bool] | None:
     if type(stream) is not WSStream or WSStream.app_send is not _ws_stream_app_send_framing_text:
         return None
     found = _socket_of(stream)
-    return None if found is None else _TextWriter(stream, found[1], found[2])
+    return None if found is None else _DirectTextWriter(stream, found[1], found[2])
 
 
 H11_VERSION = "0.16.0"
