@@ -30,6 +30,7 @@ read_timeout = _config.read_timeout
 write_timeout = _config.write_timeout  # type: ignore[attr-defined]
 websocket_compression = _config.websocket_compression  # type: ignore[attr-defined]
 accesslog = _config.accesslog
+include_server_header = _config.include_server_header
 errorlog = _config.errorlog
 certfile = _config.certfile
 keyfile = _config.keyfile

@@ -183,13 +183,15 @@ async def test_a_client_without_h2_gets_http11_over_tls(tls_server: ProcessServe
 
 
 def test_hypercorns_command_line_serves_http2_with_the_same_settings(pair: Pair, tmp_path: Path) -> None:
-    """``hypercorn --config python:quartapp.hypercorn_conf``: the module carries the pair too."""
+    """``hypercorn --config python:quartapp.hypercorn_conf``: the module carries the pair too, and
+    the other options (no ``Server`` header)."""
     hypercorn = [sys.executable, "-m", "hypercorn", "--config", "python:quartapp.hypercorn_conf"]
     server = spawn_tls_server(tmp_path, pair, [*hypercorn, "quartapp.app:create_app()"])
     try:
         with httpx2.Client(base_url=server.base_url, verify=pair.client_context(), http2=True) as client:
             response = client.get("/healthz")
         assert response.status_code == 200 and response.http_version == "HTTP/2"
+        assert "server" not in response.headers
     finally:
         server.terminate()
 

@@ -85,8 +85,10 @@ def directives(response: httpx2.Response) -> dict[str, list[str]]:
 
 
 def assert_browser_headers(response: httpx2.Response, *, hsts: str | None = None) -> None:
-    """nosniff and the referrer policy, once each; HSTS exactly when expected."""
+    """nosniff and the referrer policy, once each; HSTS exactly when expected; no ``Server``
+    header naming the software."""
     assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert "server" not in response.headers
     assert response.headers.get_list("referrer-policy") == ["strict-origin-when-cross-origin"]
     assert response.headers.get("strict-transport-security") == hsts
 
