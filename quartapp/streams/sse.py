@@ -24,7 +24,9 @@ HEARTBEAT = b": hb\n\n"
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
+    # private: a stream is its owner's (session or key), whether or not this response sets the
+    # session cookie; a shared cache must never keep it
+    "Cache-Control": "private, no-cache, no-transform",
     "X-Accel-Buffering": "no",
 }
 

@@ -420,7 +420,8 @@ async def test_whole_json_works_with_streaming_on_too(client: httpx2.AsyncClient
 def assert_sse_headers(read: Any) -> None:
     assert read.status == 200
     assert read.headers["content-type"].split(";")[0] == "text/event-stream"
-    assert "no-cache" in read.headers["cache-control"]
+    cache = [part.strip() for part in read.headers["cache-control"].split(",")]
+    assert "no-cache" in cache and "private" in cache  # every stream is its owner's, cookie or not
     assert read.headers["x-accel-buffering"] == "no"
 
 
