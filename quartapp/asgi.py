@@ -25,7 +25,7 @@ from typing import Any, Self
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
 
 from .eager import Driven
-from .hypercorn_fixes import direct_chunk_writer
+from .hypercorn_fixes import direct_chunk_writer, release_response_head
 from .queues import ListQueue
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,8 @@ class SendTimeoutMiddleware:
                     watch.end()
             else:
                 await send(message)
+                if message["type"] == "http.response.start":
+                    release_response_head(send, message)  # a held stream keeps its status only
 
         token = asgi_send.set(guarded_send)
         watch_token = _response_watch.set(watch)

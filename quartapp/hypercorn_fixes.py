@@ -1,4 +1,4 @@
-"""Fourteen changes to Hypercorn 0.18 (and to h11 0.16, wsproto 1.3) that long-lived streams and hostile clients need.
+"""Fifteen changes to Hypercorn 0.18 (and to h11 0.16, wsproto 1.3) that long-lived streams and hostile clients need.
 
 Applied by :func:`install`, which ``quartapp.serve.hypercorn_config`` calls:
 whoever builds our Hypercorn config gets them, nothing is patched on import.
@@ -113,6 +113,12 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
     ASGI way (the send watch, fix 1's bounded drain); a write it makes may leave bytes buffered,
     which the next chunk then finds, so backpressure holds one chunk later. HTTP/2, HEAD and
     other servers get no writer.
+15. **A held response does not keep its head.** Hypercorn keeps a response's
+    ``http.response.start`` message until the response ends: its status for the body's checks,
+    its headers for the access log's line. A held stream then keeps every header's encoded
+    bytes, about 1.5 KB (``python -m bench.held_memory``). Once the head has gone out and the
+    server has no access log, :func:`release_response_head` leaves Hypercorn the status alone
+    (our ASGI layer calls it, for our routes only); with an access log nothing changes.
 
 DO NOT remove without re-running tests/faults: fixes 1-4 and 10 are Hypercorn behaviour,
 not ours. Checked against Hypercorn 0.18.0 only; other versions are left alone.
@@ -408,6 +414,26 @@ def direct_chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
         return None
     found = _socket_of(stream)
     return None if found is None else _DirectChunkWriter(stream, *found)
+
+
+_NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def release_response_head(send: Any, start: Any) -> None:
+    """Fix 15, once ``start`` (an ``http.response.start`` message) went out through ``send``
+    (Hypercorn's ``HTTPStream.app_send``): keep only its status where Hypercorn keeps it for the
+    response's life, unless an access log may print its headers. Any other send: nothing."""
+    stream = getattr(send, "__self__", None)
+    if type(stream) is not HTTPStream or stream.response is not start:
+        return
+    if getattr(stream.config.log, "access_logger", True) is not None:
+        return  # an access log (or a logger class of its own) may read the headers at the end
+    stream.response = {
+        "type": "http.response.start",
+        "status": start["status"],
+        "headers": _NO_HEADERS,
+        "trailers": start.get("trailers", False),
+    }
 
 
 def direct_text_writer(send: Any) -> Callable[[str], bool] | None:

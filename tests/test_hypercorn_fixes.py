@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import h11
@@ -120,11 +121,14 @@ async def _tiny_app(scope: dict[str, object], receive: object, send: object) -> 
 
 @contextlib.asynccontextmanager
 async def _tiny_server(
-    keep_alive_timeout: float = 5, app: Any = _tiny_app, **settings: Any
+    keep_alive_timeout: float = 5,
+    app: Any = _tiny_app,
+    configure: Callable[[Config], None] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None], asyncio.StreamReader, asyncio.StreamWriter]]:
-    """``app`` on Hypercorn with our config (``settings`` over the defaults) and the given
-    keep-alive timeout, and one connection to it: (the shutdown trigger, the server's task, the
-    connection's two ends)."""
+    """``app`` on Hypercorn with our config (``settings`` over the defaults, then ``configure``)
+    and the given keep-alive timeout, and one connection to it: (the shutdown trigger, the
+    server's task, the connection's two ends)."""
     from hypercorn.asyncio import serve
 
     from quartapp.config import load_settings
@@ -134,6 +138,8 @@ async def _tiny_server(
     port = free_port()
     config = hypercorn_config(load_settings(environ={}, env_file=None, HOST="127.0.0.1", PORT=port, **settings))
     config.keep_alive_timeout = keep_alive_timeout
+    if configure is not None:
+        configure(config)
     stop = asyncio.Event()
     server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     try:
@@ -148,6 +154,40 @@ async def _tiny_server(
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_a_held_response_keeps_its_status_and_not_its_head(access_log: bool) -> None:
+    """Fix 15: Hypercorn keeps a response's start message until the response ends. Once the head
+    is out, under our ASGI layer and with no access log, it keeps the status alone (a held stream's
+    headers are about 1.5 KB); with an access log, which may print them, the whole message."""
+    from quartapp.asgi import SendTimeoutMiddleware, _server_send
+
+    large = (b"x-large", b"v" * 1000)
+    kept: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [large]})
+        await send({"type": "http.response.body", "body": b"held", "more_body": True})
+        server_send = _server_send.get()
+        assert server_send is not None
+        kept.append(dict(server_send.__self__.response))  # type: ignore[attr-defined]  # Hypercorn's, while held
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def configure(config: Config) -> None:
+        if access_log:
+            config.accesslog = logging.getLogger("tests.access")
+
+    async with _tiny_server(app=SendTimeoutMiddleware(app, 5), configure=configure) as (_, _, reader, writer):
+        writer.write(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = await reader.readuntil(b"0\r\n\r\n")
+    assert b"x-large: " + b"v" * 1000 in head and b"held" in body  # the client got it all the same
+    assert kept[0]["status"] == 200
+    assert list(kept[0]["headers"]) == ([large] if access_log else [])
 
 
 async def test_an_idle_connection_is_watched_without_a_task_and_closed_after_keep_alive_timeout() -> None:
