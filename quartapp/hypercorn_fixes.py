@@ -66,8 +66,9 @@ whoever builds our Hypercorn config gets them, nothing is patched on import.
    drain waiters, each of them an empty 760-byte deque in asyncio (the queue has three, and an
    Event). Here Hypercorn's ``spawn_app`` makes a list-based queue (:class:`~quartapp.queues.ListQueue`), its
    worker context list-based events (:class:`_Event`), the connection swaps the drain deque for
-   a list, and the two callables ``spawn_app`` hands every app call (for WSGI apps) are made once
-   per loop instead of per request (``python -m bench.held_memory``).
+   a list, a WebSocket's wsproto connection keeps its pending events (at most the one close of a
+   lost connection) in a list too, and the two callables ``spawn_app`` hands every app call (for
+   WSGI apps) are made once per loop instead of per request (``python -m bench.held_memory``).
 9. **A connection that has nothing left to write closes without a timer.** The bounded wait of
    fix 1 for a closing connection (``wait_for``: on Python 3.11 a task and a timer) is skipped
    when the transport is plain TCP with an empty write buffer: its ``close()`` has then already
@@ -295,6 +296,20 @@ async def _ws_stream_app_send_framing_text(self: Any, message: Any) -> None:
         await self.send(Data(stream_id=self.stream_id, data=text_frame(message["text"])))
         return
     await _ws_stream_app_send(self, message)
+    if message is not None and message["type"] == "websocket.accept":
+        connection = getattr(self, "connection", None)
+        if type(getattr(connection, "_events", None)) is collections.deque and not connection._events:  # type: ignore[union-attr]
+            connection._events = _PendingEvents()  # type: ignore[union-attr]  # fix 8: 760 bytes a socket
+
+
+class _PendingEvents(list[Any]):
+    """wsproto's ``Connection._events`` as a list (fix 8): an accepted socket's connection queues
+    at most the close of a lost connection there, and an empty deque is 760 bytes a held socket."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
 
 
 def _plain_text_frames(stream: Any) -> bool:

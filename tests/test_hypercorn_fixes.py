@@ -10,6 +10,7 @@ Fixes 1-4 are tested where they were found: tests/faults and tests/security; fix
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -517,6 +518,36 @@ async def test_a_text_frame_is_written_directly_only_on_a_plain_open_socket(comp
             assert ("Sec-WebSocket-Extensions" in socket.response.headers) is compression  # type: ignore[union-attr]
             assert [message async for message in socket] == ["one", "two", "three"]
         assert said == [False, not compression, not compression, False]
+
+
+async def test_an_accepted_sockets_pending_events_are_a_list_and_it_still_reads_and_disconnects() -> None:
+    """Fix 8 for a WebSocket: once accepted, wsproto's pending-events deque (760 bytes a held
+    socket) is a list. Messages still arrive through it, and a connection lost without a close
+    frame still reaches the app as a 1006 disconnect."""
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        seen.append(send.__self__.connection._events)
+        seen.append(await receive())  # the client's message
+        seen.append(await receive())  # the lost connection
+
+    async with _tiny_server(app=app) as (_, _, _, writer):
+        port = writer.get_extra_info("peername")[1]
+        socket = await connect(f"ws://127.0.0.1:{port}/", open_timeout=5)
+        await socket.send("hi")
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            socket.transport.abort()
+            while len(seen) < 3:
+                await asyncio.sleep(0.01)
+    assert type(seen[0]) is not collections.deque and isinstance(seen[0], list) and not seen[0]
+    assert seen[1] == {"type": "websocket.receive", "bytes": None, "text": "hi"}
+    assert seen[2] == {"type": "websocket.disconnect", "code": 1006}
 
 
 async def test_the_products_streams_are_written_directly(
