@@ -285,7 +285,9 @@ async def _ws_stream_handle_with_disconnect(self: Any, event: Any) -> None:
 _ws_stream_app_send = WSStream.app_send
 
 
-async def _ws_stream_app_send_framing_text(self: Any, message: Any) -> None:
+async def _ws_stream_app_send_fixed(self: Any, message: Any) -> None:
+    """``WSStream.app_send`` with fix 13 (a text message framed here) and, at the accept, fix 8 (the
+    wsproto connection's pending events in a list). Both read wsproto 1.3's internals."""
     if (
         message is not None
         and message["type"] == "websocket.send"
@@ -456,7 +458,7 @@ def direct_text_writer(send: Any) -> Callable[[str], bool] | None:
     callable that writes one text message straight to the socket as one frame, when that takes
     no wait, and says whether it did (fix 14). ``None`` for any other send."""
     stream = getattr(send, "__self__", None)
-    if type(stream) is not WSStream or WSStream.app_send is not _ws_stream_app_send_framing_text:
+    if type(stream) is not WSStream or WSStream.app_send is not _ws_stream_app_send_fixed:
         return None
     found = _socket_of(stream)
     return None if found is None else _DirectTextWriter(stream, found[1], found[2])
@@ -640,10 +642,10 @@ def install(config: Any, write_timeout_s: float, websocket_compression: bool = F
     hypercorn_worker_context.WorkerContext.event_class = _Event
     if not isinstance(getattr(hypercorn_config, "format_date_time", None), _DateOfSecond):
         hypercorn_config.format_date_time = _DateOfSecond()  # type: ignore[attr-defined]
-    if version("wsproto") == WSPROTO_VERSION:  # fix 13 reads wsproto's connection state
-        WSStream.app_send = _ws_stream_app_send_framing_text  # type: ignore[method-assign]
+    if version("wsproto") == WSPROTO_VERSION:  # fixes 13 and 8 (its WebSocket part) read wsproto internals
+        WSStream.app_send = _ws_stream_app_send_fixed  # type: ignore[method-assign]
     else:
-        log.warning("wsproto %s: the text-frame fix is for %s and was not applied", version("wsproto"), WSPROTO_VERSION)
+        log.warning("wsproto %s: the WebSocket fixes (8, 13) are for %s and were not applied", version("wsproto"), WSPROTO_VERSION)
     if version("h11") == H11_VERSION:  # fix 7: only h11's response clean-up calls it
         h11._connection.set_comma_header = _set_comma_header_validated  # type: ignore[attr-defined]
     else:

@@ -421,7 +421,7 @@ def _connected_stream(extensions: list[PerMessageDeflate]) -> tuple[WSStream, li
 
 async def test_a_text_message_is_framed_here_only_while_no_extension_is_in_use(make_server: MakeServer) -> None:
     await make_server()  # installs the fixes
-    assert WSStream.app_send is hypercorn_fixes._ws_stream_app_send_framing_text
+    assert WSStream.app_send is hypercorn_fixes._ws_stream_app_send_fixed
     message = {"type": "websocket.send", "bytes": None, "text": '{"type":"token","data":{"text":"Hi"}}'}
     plain, sent = _connected_stream([])
     await plain.app_send(message)  # type: ignore[arg-type]
