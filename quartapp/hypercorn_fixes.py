@@ -645,7 +645,11 @@ def install(config: Any, write_timeout_s: float, websocket_compression: bool = F
     if version("wsproto") == WSPROTO_VERSION:  # fixes 13 and 8 (its WebSocket part) read wsproto internals
         WSStream.app_send = _ws_stream_app_send_fixed  # type: ignore[method-assign]
     else:
-        log.warning("wsproto %s: the WebSocket fixes (8, 13) are for %s and were not applied", version("wsproto"), WSPROTO_VERSION)
+        log.warning(
+            "wsproto %s: the WebSocket fixes (8, 13) are for %s and were not applied",
+            version("wsproto"),
+            WSPROTO_VERSION,
+        )
     if version("h11") == H11_VERSION:  # fix 7: only h11's response clean-up calls it
         h11._connection.set_comma_header = _set_comma_header_validated  # type: ignore[attr-defined]
     else:
