@@ -20,8 +20,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
+from functools import partial
 from typing import Any, Self
 
+from quart import websocket
 from quart.asgi import ASGIHTTPConnection, ASGIWebsocketConnection, _handle_exception
 
 from .eager import Driven
@@ -34,6 +36,10 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 ASGIApp = Callable[..., Awaitable[None]]
 Send = Callable[[Message], Awaitable[None]]
+#: Closes a WebSocket with a code and a reason.
+Close = Callable[[int, str], Awaitable[None]]
+#: The part of a WebSocket view that lasts the socket's life, given the socket's :data:`Close`.
+HeldPart = Callable[[Close], Awaitable[None]]
 
 #: The ASGI ``send`` of the connection being served, for our routes: the send-timeout
 #: guarded one of an HTTP response, the raw one of a WebSocket. The tasks Quart starts for
@@ -44,6 +50,8 @@ asgi_send: ContextVar[Send | None] = ContextVar("asgi_send", default=None)
 _server_send: ContextVar[Send | None] = ContextVar("server_send", default=None)
 #: The send watch of the HTTP response being served under :class:`SendTimeoutMiddleware`.
 _response_watch: ContextVar[SendWatch | None] = ContextVar("response_watch", default=None)
+#: The connection serving the WebSocket whose view runs in this task (:class:`WebsocketConnection`).
+_socket_connection: ContextVar[WebsocketConnection | None] = ContextVar("socket_connection", default=None)
 
 
 def claim_sends() -> None:
@@ -62,6 +70,22 @@ def chunk_writer() -> Callable[[bytes], bool] | None:
     not Hypercorn over HTTP/1.1 with our fixes (:func:`~quartapp.hypercorn_fixes.direct_chunk_writer`)."""
     send = _server_send.get()
     return None if send is None else direct_chunk_writer(send)
+
+
+async def after_the_view(held: HeldPart) -> None:
+    """Run ``held``, the part of a WebSocket view that lasts the socket's life (a stream's relay),
+    once the view has returned: outside Quart's websocket context, which a held socket would
+    otherwise keep for its whole life (its ``Websocket`` object, headers and ``g``: about 6 KB).
+    ``held`` gets the socket's :data:`Close` and closes the socket itself; it may not use the
+    ``websocket`` proxy. As for a streamed HTTP response, whose ``after_request`` hooks run
+    before its body is sent, the ``after_websocket`` and teardown hooks then run when the view
+    returns. Under another connection class than :class:`WebsocketConnection` (another path,
+    another app) ``held`` runs at once, in the view."""
+    connection = _socket_connection.get()
+    if connection is None:
+        await held(websocket.close)
+    else:
+        connection.hold(held)
 
 
 class ReaderTooSlow(Exception):
@@ -285,11 +309,13 @@ class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
     the receiver after it (with Quart's ``wait`` the handler was left pending and later
     garbage-collected mid-await: "Task was destroyed but it is pending", its ``finally`` blocks
     never run). The received messages wait in a :class:`~quartapp.queues.ListQueue`, not an
-    ``asyncio.Queue`` (four 760-byte deques a held socket).
+    ``asyncio.Queue`` (four 760-byte deques a held socket). A view's held part
+    (:func:`after_the_view`) runs after the view's websocket context has ended.
     """
 
     def __init__(self, app: Any, scope: Any) -> None:
         super().__init__(app, scope)
+        self.held: HeldPart | None = None
         if self.ours(scope.get("path", "")):
             self.queue = ListQueue()  # type: ignore[assignment]  # the received messages: 3 KB lighter
 
@@ -298,5 +324,21 @@ class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
             await super().__call__(receive, send)
             return
         asgi_send.set(send)  # this task's context: the handler's subscriptions copy it
-        websocket = self._create_websocket_from_scope(send)
-        await _until_disconnected(self.handle_websocket(websocket, send), self.handle_messages(receive))
+        _socket_connection.set(self)
+        socket = self._create_websocket_from_scope(send)
+        serving = self._serve(socket, send)
+        del socket  # only the view needs it: a held part runs without it
+        await _until_disconnected(serving, self.handle_messages(receive))
+
+    def hold(self, held: HeldPart) -> None:
+        """Keep the view's held part (:func:`after_the_view`) to run once the view has returned."""
+        self.held = held
+        self._closed = True  # Quart closes an accepted socket when its view returns: not this one
+
+    async def _serve(self, socket: Any, send: Any) -> None:
+        await self.handle_websocket(socket, send)  # the view, in its websocket context
+        del socket
+        held, self.held = self.held, None
+        if held is not None:
+            self._closed = False
+            await held(partial(self.close_connection, send))

@@ -3,18 +3,21 @@ receiver in no task at all, and every way a socket ends still ends both the hand
 receiver.
 
 A bare Quart app with the connection class, driven through ASGI directly: the three endings
-(the handler returns, the client leaves, the connection is cancelled) and what each leaves.
+(the handler returns, the client leaves, the connection is cancelled) and what each leaves; and a
+view's held part (``after_the_view``), which runs once the view's websocket context has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
 from quart import Quart, websocket
 
-from quartapp.asgi import WebsocketConnection
+from quartapp.asgi import Close, WebsocketConnection, after_the_view, asgi_send
 
 SCOPE = {
     "type": "websocket",
@@ -115,3 +118,80 @@ async def test_a_cancelled_connection_ends_the_handler_and_the_receiver() -> Non
             await connection
     assert socket.handler_finished.is_set()  # its finally ran, in its own task
     assert not socket.receiving
+
+
+class HeldSocket(Socket):
+    """A view that accepts, hands its held part over and returns; the held part sends one
+    frame when let go, then closes the socket itself."""
+
+    def __init__(self, connection_class: Any = WebsocketConnection) -> None:
+        super().__init__("held")
+        self.app.asgi_websocket_class = connection_class
+        self.let_go = asyncio.Event()
+        self.view_socket: weakref.ref[Any] | None = None
+        self.torn_down = asyncio.Event()
+        self.held_finished = asyncio.Event()
+        self.app.teardown_websocket(self.teardown)
+
+    async def handler(self) -> None:
+        await websocket.accept()
+        self.view_socket = weakref.ref(websocket._get_current_object())  # type: ignore[attr-defined]
+        await after_the_view(self.held)
+
+    async def held(self, close: Close) -> None:
+        try:
+            self.waiting.set()
+            await self.let_go.wait()
+            send = asgi_send.get()  # as the product's relay: None under Quart's own connection
+            if send is None:
+                await websocket.send("tokens")
+            else:
+                await send({"type": "websocket.send", "bytes": None, "text": "tokens"})
+            await close(1000, "stream ended")
+        finally:
+            self.held_finished.set()
+
+    async def teardown(self, error: BaseException | None) -> None:
+        self.torn_down.set()
+
+
+async def test_a_held_part_runs_after_the_view_without_its_websocket_and_closes_once() -> None:
+    socket = HeldSocket()
+    connection = await serve(socket)
+    async with asyncio.timeout(5):
+        await socket.waiting.wait()
+        assert socket.torn_down.is_set()  # the view's context has ended
+        gc.collect()
+        assert socket.view_socket is not None and socket.view_socket() is None  # nothing keeps the Websocket
+        assert [m["type"] for m in socket.sent] == ["websocket.accept"]  # and Quart did not close it
+        socket.let_go.set()
+        await connection
+    assert [m["type"] for m in socket.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert socket.sent[-1]["code"] == 1000 and socket.sent[-1]["reason"] == "stream ended"
+    assert not socket.receiving
+
+
+async def test_a_client_that_leaves_ends_the_held_part_and_the_connection_normally() -> None:
+    socket = HeldSocket()
+    connection = await serve(socket)
+    async with asyncio.timeout(5):
+        await socket.waiting.wait()
+        await socket.inbox.put({"type": "websocket.disconnect", "code": 1001})
+        await connection
+    assert socket.held_finished.is_set()
+    assert not connection.cancelled()
+    assert [m["type"] for m in socket.sent] == ["websocket.accept"]
+
+
+async def test_under_quarts_own_connection_the_held_part_runs_in_the_view() -> None:
+    from quart.asgi import ASGIWebsocketConnection
+
+    socket = HeldSocket(ASGIWebsocketConnection)
+    connection = await serve(socket)
+    async with asyncio.timeout(5):
+        await socket.waiting.wait()
+        assert not socket.torn_down.is_set()  # still inside the view
+        socket.let_go.set()
+        await connection
+    assert [m["type"] for m in socket.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert socket.sent[-1]["code"] == 1000

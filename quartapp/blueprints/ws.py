@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -31,7 +32,7 @@ from pydantic import ValidationError
 from quart import Blueprint, websocket
 from quart_schema.mixins import SchemaValidationError
 
-from quartapp.asgi import SendWatch, asgi_send
+from quartapp.asgi import Close, SendWatch, after_the_view, asgi_send
 from quartapp.blueprints.validation import load
 from quartapp.errors import APIError, strict_json_loads, to_api_error
 from quartapp.hypercorn_fixes import direct_text_writer
@@ -99,7 +100,7 @@ class _Socket:
     async def _pump(self, stream_id: str, after: str | None) -> None:
         structlog.contextvars.bind_contextvars(stream_id=stream_id)  # this task's context only
         try:
-            if not await _relay(self.core, stream_id, after, self.owner) and self.handler is not None:
+            if not await _relay(self.core, stream_id, after, self.owner, websocket.close) and self.handler is not None:
                 self.handler.cancel()  # it waits in receive(): end the connection (its task: quartapp.asgi)
         except StreamNotFound:
             await self.reject(None, stream_id, "stream_not_found", "no such stream", "stream_id")
@@ -140,9 +141,9 @@ class _FrameWriter:
             watch.end()
 
 
-async def _relay(core: Services, stream_id: str, after: str | None, owner: str) -> bool:
+async def _relay(core: Services, stream_id: str, after: str | None, owner: str, close: Close) -> bool:
     """Send a stream's events on this socket until it ends. False when the reader stopped
-    reading and was dropped (the stream goes on and can be resumed)."""
+    reading and was dropped with ``close`` (the stream goes on and can be resumed)."""
     # One lazy timer, not one per batch; the sender is this task, whoever starts a write.
     watch = SendWatch(core.settings.SEND_TIMEOUT_S, asyncio.current_task())
     send = asgi_send.get()
@@ -169,7 +170,7 @@ async def _relay(core: Services, stream_id: str, after: str | None, owner: str) 
         # be flushed would block like the send did, so the wait is cut short.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_FRAME_WAIT_S):
-                await websocket.close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
+                await close(TRY_AGAIN_LATER, "reader too slow; resume from the last event id")
         return False
     finally:
         watch.close()
@@ -272,8 +273,13 @@ async def one_shot_socket(block_type: str) -> None:
     stream_id = (await start_one_shot(block_type, query, owner)).stream_id
     del query  # the socket is held for the stream's life: not its parsed query (0.6 KB)
     await socket.accept(headers=new_session_headers())
-    if await _relay(core, stream_id, None, owner):
-        await socket.close(1000, "stream ended")
+    await after_the_view(partial(_relay_to_the_end, core, stream_id, owner))
+
+
+async def _relay_to_the_end(core: Services, stream_id: str, owner: str, close: Close) -> None:
+    """The one-shot socket's held part: the stream, then close 1000."""
+    if await _relay(core, stream_id, None, owner, close):
+        await close(1000, "stream ended")
 
 
 async def _handle(sock: _Socket, message: WsStart | WsResume | WsStop) -> bool:

@@ -134,17 +134,23 @@ async def test_a_message_flood_closes_1008() -> None:
         await server.stop()
 
 
-async def test_a_reader_dropped_for_not_reading_is_not_told_1011() -> None:
+@pytest.mark.parametrize("one_shot", [False, True], ids=["multiplexed", "one-shot"])
+async def test_a_reader_dropped_for_not_reading_is_not_told_1011(one_shot: bool) -> None:
     """The send timeout ends the handler by cancelling it ("a close frame would block too");
     Hypercorn then closes a socket whose app ended without a close with 1011 (internal error).
     A reader that stopped reading is the client's fault: 1008 (policy) or 1013 (try again later)
-    would say so; 1011 tells it the server broke."""
+    would say so; 1011 tells it the server broke. The one-shot socket's relay runs after its
+    view has returned (``after_the_view``), and closes the socket the same way."""
     provider = BigProvider(3000, 2048, 0.2)
     server = await start_app(make_settings(SEND_TIMEOUT_S=1.0, MAX_TOKENS=32768), provider=provider)
     try:
-        sock = await asyncio.to_thread(raw_websocket, port_of(server), "/ws/streams", 4096)
-        message = {"type": "start", "block_type": "ask_question", "input": "frozen", "options": {"max_tokens": 9}}
-        sock.sendall(ws_frame(json.dumps(message)))
+        if one_shot:
+            path = "/ws/stream/ai-block/ask_question?input=frozen&max_tokens=9"
+            sock = await asyncio.to_thread(raw_websocket, port_of(server), path, 4096)
+        else:
+            sock = await asyncio.to_thread(raw_websocket, port_of(server), "/ws/streams", 4096)
+            message = {"type": "start", "block_type": "ask_question", "input": "frozen", "options": {"max_tokens": 9}}
+            sock.sendall(ws_frame(json.dumps(message)))
         dropped = server.manager.metrics.readers_dropped.labels("send_timeout")
         await wait_until(lambda: dropped._value.get() >= 1, 8)
         raw = await asyncio.to_thread(read_until_closed, sock)
@@ -155,6 +161,8 @@ async def test_a_reader_dropped_for_not_reading_is_not_told_1011() -> None:
     code = int.from_bytes(closes[0][:2], "big") if closes and len(closes[0]) >= 2 else None
     print(f"\na reader dropped for not reading got close code {code}")
     assert code != SERVER_FAULT
+    if one_shot:
+        assert code == 1013  # the held part's own close, not Quart's 1000 at the view's return
 
 
 @pytest.mark.server_errors_expected  # the handler's failure is logged
