@@ -332,6 +332,8 @@ class WebsocketConnection(_PathScoped, ASGIWebsocketConnection):
 
     def hold(self, held: HeldPart) -> None:
         """Keep the view's held part (:func:`after_the_view`) to run once the view has returned."""
+        if not self._accepted:
+            raise RuntimeError("accept the WebSocket before handing its held part over")
         self.held = held
         self._closed = True  # Quart closes an accepted socket when its view returns: not this one
 

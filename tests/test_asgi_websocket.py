@@ -195,3 +195,18 @@ async def test_under_quarts_own_connection_the_held_part_runs_in_the_view() -> N
         await connection
     assert [m["type"] for m in socket.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert socket.sent[-1]["code"] == 1000
+
+
+async def test_a_held_part_needs_an_accepted_socket() -> None:
+    """Handed over before the accept, it would run on a socket nobody accepted: the view fails
+    instead, and the client is refused (Quart's HTTP 500 for a failed handshake)."""
+    socket = HeldSocket()
+
+    async def too_early() -> None:
+        await after_the_view(socket.held)
+
+    socket.app.view_functions["handler"] = too_early
+    async with asyncio.timeout(5):
+        await (await serve(socket))
+    assert not socket.waiting.is_set()  # the held part never ran
+    assert socket.sent[0]["type"] == "websocket.http.response.start" and socket.sent[0]["status"] == 500
