@@ -210,3 +210,19 @@ async def test_a_held_part_needs_an_accepted_socket() -> None:
         await (await serve(socket))
     assert not socket.waiting.is_set()  # the held part never ran
     assert socket.sent[0]["type"] == "websocket.http.response.start" and socket.sent[0]["status"] == 500
+
+
+async def test_a_held_part_that_fails_reaches_the_server_and_is_not_closed_as_normal() -> None:
+    """Quart would log a view's failure and close the socket 1000, as if the stream had ended;
+    a held part's failure goes to the server instead, which logs it and closes 1011 (Hypercorn)."""
+    socket = HeldSocket()
+
+    async def broken(close: Close) -> None:
+        raise RuntimeError("the relay broke")
+
+    socket.held = broken  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="the relay broke"):
+            await (await serve(socket))
+    assert [m["type"] for m in socket.sent] == ["websocket.accept"]  # no close 1000
+    assert not socket.receiving
